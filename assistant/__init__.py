@@ -1,0 +1,1 @@
+"""The agent: sessions, tool loop, retrieval, voice choice, audio I/O, CLI, server."""

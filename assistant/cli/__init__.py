@@ -1,0 +1,83 @@
+"""`stepvoice` command line: one module per command group, each with `register(subparsers, common)`.
+
+Command modules keep heavy imports inside their handlers so `stepvoice --help`
+stays fast. A handler returns an exit status; a `StepvoiceError` (or any
+other exception) becomes one line on stderr and a non-zero status.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Sequence
+
+# Command groups, in help order. Each is assistant.cli.<name> with register().
+COMMAND_MODULES = ("model", "ask", "chat", "run", "voices", "index", "tools", "serve", "config")
+
+
+def common_parser() -> argparse.ArgumentParser:
+    """Flags every command takes (placed after the command name)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("common")
+    g.add_argument("--data-dir", default=None, help="where indexes, voices and logs live (env STEPVOICE_HOME)")
+    g.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    g.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"], help="weights dtype")
+    g.add_argument("--config", dest="config_file", default=None, help="TOML config file (env STEPVOICE_CONFIG)")
+    g.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stepvoice", description="Agent runtime for Step-Audio 2 mini: speech in, text and speech out, tools."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = common_parser()
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"assistant.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"assistant.cli.{name}":
+                continue  # command group not built yet
+            raise
+        module.register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    debug = getattr(args, "debug", False) or os.environ.get("STEPVOICE_DEBUG") == "1"
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # one line for the user; the traceback only with --debug
+        if debug:
+            raise
+        print(f"error: {describe_error(e)}", file=sys.stderr)
+        return 1
+
+
+def describe_error(e: BaseException) -> str:
+    from engine.errors import StepvoiceError
+
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if isinstance(e, StepvoiceError):
+        return msg or type(e).__name__
+    if isinstance(e, FileNotFoundError):
+        return f"file not found: {e.filename or msg}"
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Step-Audio 2 runtime: tokens, tensors and audio arrays; nothing of tools or microphones."""

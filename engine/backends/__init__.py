@@ -1,0 +1,26 @@
+"""Backends behind one interface; `load_backend(spec)` picks one from a model spec."""
+from __future__ import annotations
+
+from engine.backends.base import Backend
+
+DEFAULT_MODEL = "stepfun-ai/Step-Audio-2-mini"
+
+
+def load_backend(spec: str | None = None, *, device: str = "cpu", dtype: str | None = None) -> Backend:
+    """A model spec is `scripted:FILE.yaml`, `vllm+http://HOST:PORT`, a local
+    checkpoint folder, or a hub id (downloaded on first use)."""
+    spec = spec or DEFAULT_MODEL
+    if spec.startswith("scripted:"):
+        from engine.backends.scripted import ScriptedBackend
+
+        return ScriptedBackend.from_file(spec[len("scripted:"):])
+    if spec.startswith(("vllm+http://", "vllm+https://")):
+        from engine.backends.vllm import VLLMBackend
+
+        return VLLMBackend(spec[len("vllm+"):])
+    from engine.backends.local import LocalBackend
+
+    return LocalBackend.from_spec(spec, device=device, dtype=dtype)
+
+
+__all__ = ["Backend", "load_backend", "DEFAULT_MODEL"]
