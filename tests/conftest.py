@@ -11,3 +11,28 @@ def fake_checkpoint(tmp_path_factory):
     from engine.checkpoint import fake
 
     return fake(tmp_path_factory.mktemp("fake_ckpt") / "Step-Audio-2-mini", "tiny")
+
+
+@pytest.fixture(scope="session")
+def espeak_wav(tmp_path_factory):
+    """Factory: `espeak_wav(text, voice="en-us", speed=150, pitch=50, rate=16000) -> Path`,
+    speech made with espeak-ng and converted to mono `rate` Hz with sox (cached per arguments)."""
+    import shutil
+    import subprocess
+
+    if not (shutil.which("espeak-ng") and shutil.which("sox")):
+        pytest.skip("espeak-ng and sox are needed (scripts/setup.sh installs them)")
+    folder = tmp_path_factory.mktemp("espeak")
+    made: dict[tuple, object] = {}
+
+    def make(text: str, voice: str = "en-us", speed: int = 150, pitch: int = 50, rate: int = 16000):
+        key = (text, voice, speed, pitch, rate)
+        if key not in made:
+            raw, out = folder / f"raw{len(made)}.wav", folder / f"speech{len(made)}.wav"
+            subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(raw), text],
+                           check=True, capture_output=True)
+            subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", str(out)], check=True, capture_output=True)
+            made[key] = out
+        return made[key]
+
+    return make
