@@ -50,3 +50,80 @@ def silence(seconds: float) -> np.ndarray:
 def tone(seconds: float, freq: float = 440.0, sr: int = SR, amp: float = 0.3) -> np.ndarray:
     t = np.arange(int(round(seconds * sr))) / sr
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+SAMPLES_PER_CODE = 960  # 24 kHz / 25 codes per second
+
+
+class ToneToken2Wav:
+    """A token2wav stand-in with the real streaming interface: 40 ms of a code-dependent
+    tone per code, so played audio can be mapped back to codes."""
+
+    sample_rate = 24000
+
+    def __init__(self, delay_s: float = 0.0):
+        self.delay_s = delay_s
+        self.streams = 0
+
+    def prepare_voice(self, wav):  # noqa: ANN001
+        return ("voice", len(wav) if hasattr(wav, "__len__") else 0)
+
+    def stream(self, voice, first_chunk: int = 25):  # noqa: ANN001
+        self.streams += 1
+        return _ToneStream(self.delay_s)
+
+
+class _ToneStream:
+    def __init__(self, delay_s: float):
+        self.delay_s = delay_s
+
+    def push(self, codes) -> np.ndarray:  # noqa: ANN001
+        import time
+
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return np.concatenate([tone(SAMPLES_PER_CODE / 24000, 200 + (c % 50) * 10, sr=24000) for c in codes]) \
+            if len(codes) else np.zeros(0, np.float32)
+
+    def finish(self) -> np.ndarray:
+        return np.zeros(0, np.float32)
+
+
+class _StandInSession:
+    """Temporary stand-in with assistant.session.Session's respond() interface (until it lands)."""
+
+    def __init__(self, backend, token2wav):  # noqa: ANN001
+        self.backend, self.token2wav = backend, token2wav
+        self.heard: list[np.ndarray] = []
+        self.history: list = []
+        self.truncations: list[float] = []
+
+    async def respond(self, user_input, *, reply=None, cancel=None):  # noqa: ANN001
+        import asyncio
+
+        from engine.events import AudioChunk, SpeechCodes
+        from engine.messages import Audio, Message
+        from engine.options import GenerationOptions
+
+        self.heard.append(user_input)
+        self.history.append(Message("human", [Audio(user_input)]))
+        stream = self.token2wav.stream(None)
+        async for ev in self.backend.generate(self.history, GenerationOptions(reply=reply or "text"), cancel):
+            yield ev
+            if isinstance(ev, SpeechCodes):
+                pcm = await asyncio.to_thread(stream.push, list(ev.codes))
+                yield AudioChunk(pcm, 24000)
+
+    def truncate_last_reply(self, played_s: float) -> None:
+        self.truncations.append(played_s)
+
+
+def make_session(replies: list, synth_delay_s: float = 0.0):
+    """(session, scripted backend) for `replies` (ScriptedBackend YAML form), speaking through
+    `ToneToken2Wav`."""
+    from engine.backends.scripted import ScriptedBackend
+
+    backend = ScriptedBackend.from_data({"replies": replies})
+    t2w = ToneToken2Wav(synth_delay_s)
+    session = _StandInSession(backend, t2w)
+    return session, backend
