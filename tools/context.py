@@ -1,0 +1,50 @@
+"""The services a tool may ask for by declaring a `ToolContext` parameter.
+
+The assistant fills one per session: its voice bank, retriever, HTTP client,
+clock and settings, and a callback that switches the speaking voice. The
+parameter is found by its type annotation and never appears in the schema.
+"""
+from __future__ import annotations
+
+import inspect
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator, Callable
+
+import httpx
+
+from tools.config import ToolsConfig
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class ToolContext:
+    config: ToolsConfig = field(default_factory=ToolsConfig)
+    voice_bank: Any = None  # duck-typed: .find(query) -> object with .name, .description, .score
+    retriever: Any = None  # duck-typed: .search(query, k=...) -> hits
+    http: httpx.AsyncClient | None = None  # shared client; tools open a temporary one when None
+    clock: Callable[[], datetime] = utc_now  # timezone-aware "now" (tests pin it)
+    on_voice_change: Callable[[str], Any] | None = None  # called with the new voice name; may be async
+    services: dict[str, Any] = field(default_factory=dict)  # anything else a host offers plugins
+
+    @asynccontextmanager
+    async def http_client(self, timeout_s: float) -> AsyncIterator[httpx.AsyncClient]:
+        """The shared client, or a temporary one closed on exit."""
+        if self.http is not None:
+            yield self.http
+            return
+        async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=True) as client:
+            yield client
+
+    async def change_voice(self, name: str) -> bool:
+        """Tell the host to switch voices; False when no host listens."""
+        if self.on_voice_change is None:
+            return False
+        out = self.on_voice_change(name)
+        if inspect.isawaitable(out):
+            await out
+        return True
