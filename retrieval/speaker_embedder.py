@@ -1,0 +1,219 @@
+"""Speaker embedders: 16 kHz speech -> a unit vector that is close for clips of one voice.
+
+- `CampPlusEmbedder`: the checkpoint's `token2wav/campplus.onnx` (192-d), the
+  vector token2wav itself conditions on. Used whenever a checkpoint is there.
+- `DVectorEmbedder` (default without a checkpoint): the GE2E d-vector
+  speaker encoder whose weights ship in the `resemblyzer` wheel
+  (`pretrained.pt`, 3-layer LSTM over 40 mel bands -> 256-d). Only its
+  weights file is read: resemblyzer's own code needs librosa (~380 MB) and
+  webrtcvad, so the mel front end and the partial-window averaging are
+  written here with numpy + torch. It is a trained speaker model, unlike a
+  spectral-statistics embedding, so it generalises past the test voices.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from engine.errors import AudioError, ConfigError
+from retrieval.text_embedder import normalise
+
+SAMPLE_RATE = 16000
+
+
+@runtime_checkable
+class SpeakerEmbedder(Protocol):
+    name: str
+    dim: int
+
+    def embed(self, samples: np.ndarray) -> np.ndarray:
+        """16 kHz float32 mono -> (dim,) unit vector."""
+        ...
+
+
+def _check_speech(samples: np.ndarray, min_s: float) -> np.ndarray:
+    x = np.asarray(samples, dtype=np.float32).reshape(-1)
+    if not np.isfinite(x).all():
+        raise AudioError("audio contains NaN or infinite samples")
+    if len(x) < min_s * SAMPLE_RATE:
+        raise AudioError(f"audio is {len(x) / SAMPLE_RATE:.2f} s long; a voice needs at least {min_s} s")
+    if np.abs(x).max() < 1e-4:
+        raise AudioError("audio is silent")
+    return x
+
+
+# ----- d-vector (GE2E LSTM, resemblyzer weights) -----------------------------------------
+def slaney_mel_filters(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """Slaney-scale, area-normalised triangular filters [n_mels, n_fft // 2 + 1] (librosa's default)."""
+
+    def hz_to_mel(f):
+        f = np.asarray(f, dtype=np.float64)
+        lin = f / (200.0 / 3)
+        log_part = 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+        return np.where(f >= 1000.0, log_part, lin)
+
+    def mel_to_hz(m):
+        m = np.asarray(m, dtype=np.float64)
+        lin = m * (200.0 / 3)
+        log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0))
+        return np.where(m >= 15.0, log_part, lin)
+
+    fft_freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sr / 2), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
+    return weights.astype(np.float32)
+
+
+class DVectorEmbedder:
+    """GE2E d-vector from resemblyzer's shipped weights; see module doc."""
+
+    name = "dvector-ge2e"
+    dim = 256
+    n_fft = 400  # 25 ms window
+    hop = 160  # 10 ms
+    n_mels = 40
+    partial_frames = 160  # 1.6 s per partial window
+    partials_per_s = 1.3
+    target_dbfs = -30.0  # loudness the encoder was trained at
+
+    def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
+        import torch
+
+        path = Path(weights) if weights else _resemblyzer_weights()
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = state.get("model_state", state)
+        self._torch = torch
+        self.device = device
+        self.lstm = torch.nn.LSTM(self.n_mels, 256, 3, batch_first=True)
+        self.linear = torch.nn.Linear(256, self.dim)
+        self.lstm.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("lstm.")})
+        self.linear.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("linear.")})
+        self.lstm.to(device).eval()
+        self.linear.to(device).eval()
+        self._mel = slaney_mel_filters(SAMPLE_RATE, self.n_fft, self.n_mels)
+        self._window = np.hanning(self.n_fft + 1)[:-1].astype(np.float32)  # periodic Hann
+
+    def mel_frames(self, x: np.ndarray) -> np.ndarray:
+        """Power mel spectrogram, not log (what the encoder was trained on): [frames, 40]."""
+        pad = self.n_fft // 2
+        x = np.pad(x, (pad, pad))
+        n = 1 + (len(x) - self.n_fft) // self.hop
+        frames = np.lib.stride_tricks.as_strided(x, (n, self.n_fft), (x.strides[0] * self.hop, x.strides[0]))
+        power = np.abs(np.fft.rfft(frames * self._window, axis=1)) ** 2
+        return (power @ self._mel.T).astype(np.float32)
+
+    def preprocess(self, x: np.ndarray) -> np.ndarray:
+        """Raise quiet clips to the training loudness and cut long silences (30 ms windows)."""
+        rms_db = 10 * np.log10(np.mean(x**2) + 1e-12)
+        if rms_db < self.target_dbfs:
+            x = x * 10 ** ((self.target_dbfs - rms_db) / 20)
+        win = SAMPLE_RATE * 30 // 1000
+        n = len(x) // win
+        energy = 10 * np.log10(np.mean(x[: n * win].reshape(n, win) ** 2, axis=1) + 1e-12)
+        voiced = energy > max(energy.max() - 40.0, -60.0)
+        # keep short pauses: a window counts if a voiced one is within 6 windows (as webrtcvad dilation)
+        keep = np.convolve(voiced.astype(float), np.ones(13), mode="same") > 0
+        trimmed = x[: n * win].reshape(n, win)[keep].reshape(-1)
+        return trimmed if len(trimmed) >= SAMPLE_RATE // 2 else x
+
+    def embed(self, samples: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        x = self.preprocess(_check_speech(samples, 0.3))
+        step = int(round(SAMPLE_RATE / self.partials_per_s / self.hop))
+        n_frames = int(np.ceil((len(x) + 1) / self.hop))
+        starts = list(range(0, max(1, n_frames - self.partial_frames + step + 1), step))
+        # drop a last window mostly made of padding (unless it is the only one)
+        last_cov = (len(x) - starts[-1] * self.hop) / (self.partial_frames * self.hop)
+        if last_cov < 0.75 and len(starts) > 1:
+            starts = starts[:-1]
+        need = (starts[-1] + self.partial_frames) * self.hop
+        if need > len(x):
+            x = np.pad(x, (0, need - len(x)))
+        mel = self.mel_frames(x)
+        batch = np.stack([mel[s : s + self.partial_frames] for s in starts])  # (P, 160, 40)
+        with torch.inference_mode():
+            _, (hidden, _) = self.lstm(torch.from_numpy(batch).to(self.device))
+            partial = torch.relu(self.linear(hidden[-1]))  # (P, 256)
+            partial = partial / partial.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        return normalise(partial.mean(0).cpu().numpy()[None])[0]
+
+
+def _resemblyzer_weights() -> Path:
+    spec = importlib.util.find_spec("resemblyzer")  # locate only: importing it would need librosa
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "no speaker encoder: install the resemblyzer wheel (`pip install --no-deps resemblyzer`) "
+            "or pass a checkpoint with token2wav/campplus.onnx"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "pretrained.pt"
+    if not path.is_file():
+        raise ConfigError(f"resemblyzer is installed but its weights are missing: {path}")
+    return path
+
+
+# ----- CAM++ (token2wav's campplus.onnx) ------------------------------------------------
+class CampPlusEmbedder:
+    """token2wav's campplus.onnx: 80-bin kaldi fbank, mean-normalised over time -> 192-d."""
+
+    name = "campplus"
+
+    def __init__(self, onnx_path: str | Path) -> None:
+        import onnxruntime as ort
+
+        path = Path(onnx_path)
+        if not path.is_file():
+            raise ConfigError(f"speaker model not found: {path}")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+        self.dim = int(self._session.get_outputs()[0].shape[-1])
+
+    @staticmethod
+    def fbank(x: np.ndarray) -> np.ndarray:
+        """[T, 80] kaldi fbank of 16 kHz audio, no dither, minus its mean over time."""
+        import kaldi_native_fbank as knf
+
+        opts = knf.FbankOptions()
+        opts.frame_opts.dither = 0
+        opts.frame_opts.samp_freq = SAMPLE_RATE
+        opts.mel_opts.num_bins = 80
+        fb = knf.OnlineFbank(opts)
+        fb.accept_waveform(SAMPLE_RATE, (x * 32768.0).tolist())  # kaldi works on the int16 scale
+        fb.input_finished()
+        feats = np.stack([fb.get_frame(i) for i in range(fb.num_frames_ready)]).astype(np.float32)
+        return feats - feats.mean(axis=0, keepdims=True)
+
+    def embed(self, samples: np.ndarray) -> np.ndarray:
+        feats = self.fbank(_check_speech(samples, 0.3))
+        out = self._session.run(None, {self._input: feats[None]})[0]
+        return normalise(np.asarray(out, dtype=np.float32).reshape(1, -1))[0]
+
+
+def load_speaker_embedder(spec: "str | SpeakerEmbedder | None" = None, *, checkpoint: str | Path | None = None) -> SpeakerEmbedder:
+    """None: campplus from `checkpoint`/token2wav when present, else the d-vector.
+
+    Specs: "dvector", "campplus" (needs `checkpoint`), or a path to a campplus-style .onnx file.
+    """
+    if spec is not None and not isinstance(spec, str):
+        return spec
+    campplus = Path(checkpoint) / "token2wav" / "campplus.onnx" if checkpoint else None
+    if spec in (None, "", "auto"):
+        return CampPlusEmbedder(campplus) if campplus and campplus.is_file() else DVectorEmbedder()
+    if spec in ("dvector", DVectorEmbedder.name):
+        return DVectorEmbedder()
+    if spec == "campplus":
+        if campplus is None:
+            raise ConfigError("speaker embedder 'campplus' needs a checkpoint folder (token2wav/campplus.onnx)")
+        return CampPlusEmbedder(campplus)
+    if spec.endswith(".onnx"):
+        return CampPlusEmbedder(spec)
+    raise ConfigError(f"unknown speaker embedder {spec!r} (use dvector, campplus or a .onnx path)")
