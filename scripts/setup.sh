@@ -29,6 +29,10 @@ if [ "$with_tests" = 1 ]; then pip install -e ".[test]"; else pip install -e .; 
 # keeps torchaudio (unneeded, and unloadable beside CPU torch) out.
 .venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('s3tokenizer') is None)" \
     || pip install --no-deps "s3tokenizer>=0.2"
+# resemblyzer: only its shipped speaker-encoder weights are read (retrieval's
+# default speaker embedder); --no-deps keeps librosa/webrtcvad out.
+.venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('resemblyzer') is None)" \
+    || pip install --no-deps "resemblyzer>=0.1.3"
 if [ "$with_tests" = 1 ]; then
     # Reference flow/HiFT modules for parity tests only; never imported by the product.
     .venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('cosyvoice2') is None)" \
