@@ -61,7 +61,8 @@ class InProcessAudio(AudioBackend):
         self._task: asyncio.Task | None = None
         self._idle_ticks = 0
         self.mic_samples = 0  # samples delivered to the loop
-        self.injections: list[tuple[int, int]] = []  # (mic sample, speaker `played` count) where each injection began
+        # where each injection reached the mic: (mic samples before it, speaker `played` count, output length)
+        self.injections: list[tuple[int, int, int]] = []
         self._pending_injection = False
         self._fail: BaseException | None = None
 
@@ -120,7 +121,7 @@ class InProcessAudio(AudioBackend):
             # speaker first: this tick's output block leaves while the mic block comes in
             self._recorded.append(self.playback.read(self.block_out).copy())
             if self._pending_injection:
-                self.injections.append((self.mic_samples, self.playback.played))
+                self.injections.append((self.mic_samples, self.playback.played, len(self._recorded) * self.block_out))
                 self._pending_injection = False
             if ended:
                 continue  # the speaker keeps playing after the input ran out
