@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from engine.errors import AudioError, ConfigError
+from engine.mel import mel_filters
 from retrieval.text_embedder import normalise
 
 SAMPLE_RATE = 16000
@@ -43,33 +44,6 @@ def _check_speech(samples: np.ndarray, min_s: float) -> np.ndarray:
     if np.abs(x).max() < 1e-4:
         raise AudioError("audio is silent")
     return x
-
-
-# ----- d-vector (GE2E LSTM, resemblyzer weights) -----------------------------------------
-def slaney_mel_filters(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
-    """Slaney-scale, area-normalised triangular filters [n_mels, n_fft // 2 + 1] (librosa's default)."""
-
-    def hz_to_mel(f):
-        f = np.asarray(f, dtype=np.float64)
-        lin = f / (200.0 / 3)
-        log_part = 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
-        return np.where(f >= 1000.0, log_part, lin)
-
-    def mel_to_hz(m):
-        m = np.asarray(m, dtype=np.float64)
-        lin = m * (200.0 / 3)
-        log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0))
-        return np.where(m >= 15.0, log_part, lin)
-
-    fft_freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
-    mel_f = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sr / 2), n_mels + 2))
-    fdiff = np.diff(mel_f)
-    ramps = mel_f[:, None] - fft_freqs[None, :]
-    lower = -ramps[:-2] / fdiff[:-1, None]
-    upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
-    return weights.astype(np.float32)
 
 
 class DVectorEmbedder:
@@ -98,7 +72,7 @@ class DVectorEmbedder:
         self.linear.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("linear.")})
         self.lstm.to(device).eval()
         self.linear.to(device).eval()
-        self._mel = slaney_mel_filters(SAMPLE_RATE, self.n_fft, self.n_mels)
+        self._mel = mel_filters(SAMPLE_RATE, self.n_fft, self.n_mels)  # librosa's slaney default, as trained
         self._window = np.hanning(self.n_fft + 1)[:-1].astype(np.float32)  # periodic Hann
 
     def mel_frames(self, x: np.ndarray) -> np.ndarray:
