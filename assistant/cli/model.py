@@ -1,0 +1,92 @@
+"""`stepvoice model download|fake|check|params`: get, fake, verify and describe checkpoints."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+
+def register(subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser("model", help="download, fake, check or describe a checkpoint")
+    sub = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+
+    d = sub.add_parser("download", parents=[common], help="download a checkpoint from the Hugging Face hub")
+    d.add_argument("id", nargs="?", default=None, help="hub id (default stepfun-ai/Step-Audio-2-mini)")
+    d.add_argument("--dir", default=None, help="folder to download into (default: the hub cache)")
+    d.set_defaults(handler=cmd_download)
+
+    f = sub.add_parser("fake", parents=[common], help="write a random-weight checkpoint in the official layout")
+    f.add_argument("dir", help="folder to write")
+    f.add_argument("--size", choices=["tiny", "small"], default="tiny")
+    f.add_argument("--seed", type=int, default=0)
+    f.set_defaults(handler=cmd_fake)
+
+    c = sub.add_parser("check", parents=[common], help="check a checkpoint folder (files, tensors, tokens)")
+    c.add_argument("dir", help="checkpoint folder")
+    c.set_defaults(handler=cmd_check)
+
+    pp = sub.add_parser("params", parents=[common], help="list parameter names and shapes of an architecture")
+    pp.add_argument("dir", nargs="?", default=None, help="checkpoint folder (reads its config.json)")
+    pp.add_argument("--json", action="store_true", help="print one JSON object")
+    # `--config` is taken by the common flags (TOML); the model config file is --config in the contract,
+    # so it is read from args.config_file when DIR is absent.
+    pp.set_defaults(handler=cmd_params)
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from engine.checkpoint import DEFAULT_MODEL, download
+
+    path = download(args.id or DEFAULT_MODEL, args.dir)
+    print(path)
+    return 0
+
+
+def cmd_fake(args: argparse.Namespace) -> int:
+    from engine.checkpoint import check, fake
+
+    path = fake(args.dir, args.size, seed=args.seed)
+    report = check(path)
+    print(f"wrote a fake {args.size} checkpoint to {path} ({report.n_params:,} parameters)")
+    return 0 if report.ok else _fail(report)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from engine.checkpoint import check
+
+    report = check(args.dir)
+    if report.ok:
+        print(report)
+        return 0
+    return _fail(report)
+
+
+def _fail(report) -> int:
+    print(report)
+    first = report.problems[0] if report.problems else "unknown problem"
+    print(f"error: checkpoint check failed: {first}", file=sys.stderr)
+    return 1
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from engine.checkpoint import params
+    from engine.config import StepAudio2Config
+    from engine.errors import ConfigError
+
+    source = args.dir or args.config_file
+    if not source:
+        raise ConfigError("give a checkpoint folder or --config CONFIG.json")
+    path = Path(source)
+    config = StepAudio2Config.from_file(path / "config.json" if path.is_dir() else path)
+    rows = params(config)
+    total = sum(math.prod(shape) for _, shape in rows)
+    if args.json:
+        print(json.dumps({"params": [{"name": n, "shape": list(s)} for n, s in rows], "total": total}))
+        return 0
+    width = max(len(n) for n, _ in rows)
+    for name, shape in rows:
+        print(f"{name:<{width}}  {'x'.join(map(str, shape)):>16}  {math.prod(shape):>13,}")
+    print(f"total: {total:,} parameters ({total / 1e9:.2f} B)")
+    return 0
