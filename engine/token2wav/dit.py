@@ -1,0 +1,199 @@
+"""DiT estimator of the flow matching: predicts the velocity of the mel at time t.
+
+Input per frame: [x, mu, speaker, cond] (4 x 80 = 320 channels) -> in_proj ->
+blocks of (adaLN-modulated attention, causal conv block, MLP) -> adaLN final
+layer -> 80 mel channels. Parameter names equal the checkpoint keys under
+`decoder.estimator.`.
+
+Streaming (`forward_chunk`) keeps, per block, the keys/values of earlier
+frames and the last conv inputs in a `DiTCache`. As in the reference, the
+newest chunk's keys come first in the cache (attention is order-free), which
+matters only for which frames a trimmed cache keeps.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.token2wav.config import DiTConfig
+
+NORM_EPS = 1e-6  # the affine-free LayerNorms around each sub-block
+MAX_PERIOD = 10000.0  # timestep sinusoid
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+class TimestepEmbedder(nn.Module):
+    def __init__(self, hidden: int, freq_dim: int, scale: float):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.freq_dim = freq_dim
+        self.scale = scale
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """t (B,) in [0, 1] -> (B, hidden)."""
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(MAX_PERIOD) * torch.arange(half, dtype=torch.float32) / half).to(t)
+        args = (t * self.scale)[:, None] * freqs[None]
+        emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+        if self.freq_dim % 2:
+            emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+        return self.mlp(emb)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, head_dim: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        inner = num_heads * head_dim
+        self.to_q = nn.Linear(dim, inner)
+        self.to_k = nn.Linear(dim, inner)
+        self.to_v = nn.Linear(dim, inner)
+        self.q_norm = nn.LayerNorm(head_dim)
+        self.k_norm = nn.LayerNorm(head_dim)
+        self.proj = nn.Linear(inner, dim)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.num_heads, -1).transpose(1, 2)  # (B, H, T, D)
+
+    def forward(self, x: torch.Tensor, kv_cache: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T, C); kv_cache (B, H, cached, 2D) -> output and new cache (newest first)."""
+        b, t, _ = x.shape
+        q = self.q_norm(self._heads(self.to_q(x)))
+        k = self.k_norm(self._heads(self.to_k(x)))
+        v = self._heads(self.to_v(x))
+        if kv_cache is not None:
+            k_old, v_old = kv_cache.split(self.head_dim, dim=-1)
+            k = torch.cat([k, k_old], dim=2)
+            v = torch.cat([v, v_old], dim=2)
+        new_cache = torch.cat([k, v], dim=-1)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(b, t, -1)), new_cache
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class CausalConvBlock(nn.Module):
+    """causal conv -> LayerNorm -> Mish -> causal conv, over time.
+
+    The checkpoint stores these as `block.1` (conv), `block.3` (norm) and
+    `block.6` (conv) of a Sequential that also held transposes; the Identity
+    slots keep those indices."""
+
+    def __init__(self, channels: int, kernel_size: int):
+        super().__init__()
+        self.pad = kernel_size - 1
+        self.block = nn.Sequential(
+            nn.Identity(), nn.Conv1d(channels, channels, kernel_size), nn.Identity(),
+            nn.LayerNorm(channels), nn.Mish(), nn.Identity(), nn.Conv1d(channels, channels, kernel_size),
+        )
+
+    def _conv(self, conv: nn.Conv1d, x: torch.Tensor, tail: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if tail is None:
+            tail = x.new_zeros(x.shape[0], x.shape[1], self.pad)
+        x = torch.cat([tail, x], dim=2)
+        return conv(x), x[..., -self.pad:]
+
+    def forward(self, x: torch.Tensor, tails: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """x (B, T, C); tails: the last inputs of both convs from the previous chunk."""
+        t1, t2 = tails if tails is not None else (None, None)
+        y, t1 = self._conv(self.block[1], x.transpose(1, 2), t1)
+        y = self.block[4](self.block[3](y.transpose(1, 2)))
+        y, t2 = self._conv(self.block[6], y.transpose(1, 2), t2)
+        return y.transpose(1, 2), (t1, t2)
+
+
+class DiTBlock(nn.Module):
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        h = cfg.hidden_size
+        self.norm1 = nn.LayerNorm(h, elementwise_affine=False, eps=NORM_EPS)
+        self.attn = Attention(h, cfg.num_heads, cfg.head_dim)
+        self.norm2 = nn.LayerNorm(h, elementwise_affine=False, eps=NORM_EPS)
+        self.mlp = MLP(h, int(h * cfg.mlp_ratio))
+        self.norm3 = nn.LayerNorm(h, elementwise_affine=False, eps=NORM_EPS)
+        self.conv = CausalConvBlock(h, cfg.conv_kernel_size)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(h, 9 * h))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, kv_cache: torch.Tensor | None = None,
+                conv_tails: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """x (B, T, C), c (B, 1, C) -> x, new kv cache, new conv tails."""
+        (shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp,
+         shift_conv, scale_conv, gate_conv) = self.adaLN_modulation(c).chunk(9, dim=-1)
+        att, kv_cache = self.attn(modulate(self.norm1(x), shift_msa, scale_msa), kv_cache)
+        x = x + gate_msa * att
+        conv, conv_tails = self.conv(modulate(self.norm3(x), shift_conv, scale_conv), conv_tails)
+        x = x + gate_conv * conv
+        x = x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        return x, kv_cache, conv_tails
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, hidden: int, out_channels: int):
+        super().__init__()
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 2 * hidden))
+        self.norm_final = nn.LayerNorm(hidden, elementwise_affine=False, eps=NORM_EPS)
+        self.linear = nn.Linear(hidden, out_channels)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+@dataclass(frozen=True)
+class DiTCache:
+    """One estimator call's streaming state: per block kv (B, H, frames, 2D) and conv tails."""
+
+    kv: tuple[torch.Tensor, ...]
+    conv: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+    @property
+    def frames(self) -> int:
+        return self.kv[0].shape[2]
+
+    def keep(self, first: int, last: int) -> "DiTCache":
+        """Keep the first `first` and the last `last` cached frames (the reference's trim)."""
+        kv = tuple(torch.cat([k[:, :, :first], k[:, :, -last:]], dim=2) for k in self.kv)
+        return DiTCache(kv, self.conv)
+
+
+class DiT(nn.Module):
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.t_embedder = TimestepEmbedder(cfg.hidden_size, cfg.frequency_embedding_size, cfg.timestep_scale)
+        self.in_proj = nn.Linear(cfg.in_channels, cfg.hidden_size)
+        self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.depth))
+        self.final_layer = FinalLayer(cfg.hidden_size, cfg.out_channels)
+
+    def forward(self, x: torch.Tensor, mu: torch.Tensor, t: torch.Tensor, spks: torch.Tensor,
+                cond: torch.Tensor, cache: DiTCache | None = None) -> tuple[torch.Tensor, DiTCache]:
+        """x, mu, cond (B, 80, T); t (B,); spks (B, 80) -> velocity (B, 80, T) and the new cache."""
+        c = self.t_embedder(t).unsqueeze(1)  # (B, 1, C)
+        spks = spks.unsqueeze(-1).expand(-1, -1, x.shape[-1])
+        h = self.in_proj(torch.cat([x, mu, spks, cond], dim=1).transpose(1, 2))
+        kv_in = cache.kv if cache is not None else (None,) * len(self.blocks)
+        conv_in = cache.conv if cache is not None else (None,) * len(self.blocks)
+        kv_out, conv_out = [], []
+        for block, kv, tails in zip(self.blocks, kv_in, conv_in):
+            h, kv, tails = block(h, c, kv, tails)
+            kv_out.append(kv)
+            conv_out.append(tails)
+        return self.final_layer(h, c).transpose(1, 2), DiTCache(tuple(kv_out), tuple(conv_out))
