@@ -1,0 +1,511 @@
+"""One conversation with the model: history, tool loop, retrieval, voice, context management.
+
+    session = Session(backend, tools=registry, token2wav=t2w, voice_bank=bank)
+    async for event in session.respond("What's the weather in Paris?", reply="speech"):
+        ...  # TextDelta, SpeechCodes, AudioChunk, ToolCall, ToolResult, VoiceChanged ... TurnEnd
+
+`respond` runs generation rounds: when the model calls tools, the session
+runs them concurrently, feeds the results back in `input` turns and lets the
+model continue, up to `tool_loop.max_rounds` rounds. It yields the engine's
+events of every round plus `ToolResult`, `AudioChunk` and `VoiceChanged`, and
+ends with exactly one `TurnEnd` (usage summed over the rounds; the engine's
+per-round TurnEnds are not passed on).
+
+Calls to tools named in `client_tools` are not run: `respond` yields the
+`ToolCall` and ends; the caller answers with `add_tool_output(call_id,
+output)` and continues with `respond(None)`.
+
+No call is left without an answer in history: a turn cancelled while tools
+run keeps the results that finished and records the others as cancelled.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from assistant.compaction import CompactionStats, TokenCounter, compact
+from assistant.config import AssistantConfig
+from assistant.history import History, ReplyRecord
+from assistant.presets import ASR_PROMPT, Preset, preset
+from assistant.rag import Rag, neutralize
+from assistant.speech_out import SpeechOut
+from engine.errors import AudioError, StepvoiceError
+from engine.events import (
+    AudioChunk, Event, SpeechCodes, TextDelta, ToolCall, ToolResult, TurnEnd, Usage, VoiceChanged,
+)
+from engine.messages import Audio, Message, Speech, Text
+from engine.options import GenerationOptions
+
+log = logging.getLogger(__name__)
+
+ASSISTANT_OPENER_TOKENS = 8  # <|BOT|>assistant\n<tts_start> (and think's opener) with margin
+CANCELLED = "cancelled: the user interrupted before {name} finished; it gave no result."
+LIMIT = "not run: the limit of {n} tool round(s) per turn was reached. Answer with what you know."
+NO_TOOLS = "error: no tools are available in this session."
+NO_CLIENT_OUTPUT = "error: the client gave no output for this call."
+FALLBACK = {  # said when the model stays silent after a failed tool
+    "zh": "抱歉，{name}没有成功，请稍后再试。",
+    "en": "Sorry, {name} did not work this time. Please try again later.",
+}
+
+
+@dataclass
+class TurnState:
+    """What one `respond` call has gathered so far (summed usage, failures, the last engine TurnEnd)."""
+
+    usage: Usage = field(default_factory=Usage)
+    last_end: TurnEnd | None = None
+    failed_tools: list[str] = field(default_factory=list)
+    said_anything: bool = False
+
+    def add_usage(self, u: Usage) -> None:
+        self.usage = Usage(
+            self.usage.prompt_tokens + u.prompt_tokens, self.usage.completion_tokens + u.completion_tokens,
+            self.usage.audio_seconds + u.audio_seconds, self.usage.elapsed_s + u.elapsed_s,
+        )
+
+
+class Session:
+    """The conversation with one user. All of its state lives here (one object per stream)."""
+
+    def __init__(
+        self,
+        backend: Any,
+        *,
+        config: AssistantConfig | None = None,
+        tools: Any = None,
+        tool_context: Any = None,
+        retriever: Any = None,
+        voice_bank: Any = None,
+        token2wav: Any = None,
+        voice: str | None = None,
+        client_tools: Iterable[str | Mapping[str, Any]] = (),
+        task: str = "chat",
+        target_lang: str | None = None,
+        generation: Mapping[str, Any] | None = None,
+    ):
+        self.backend = backend
+        self.config = config or AssistantConfig()
+        self.tools = tools if self.config.tool_loop.enabled else None
+        self.retriever = retriever
+        self.voice_bank = voice_bank
+        self.token2wav = token2wav
+        self.task = task
+        self.target_lang = target_lang
+        self.generation = dict(generation or {})  # explicit sampling (flags): beats the task preset
+        self.client_tools: dict[str, dict[str, Any] | None] = {}
+        for item in client_tools:
+            if isinstance(item, str):
+                self.client_tools[item] = None
+            else:
+                name = (item.get("function") or item).get("name")
+                if not name:
+                    raise StepvoiceError("a client tool schema needs a name")
+                self.client_tools[name] = dict(item)
+        preset(task, target_lang=target_lang)  # fail now on an unknown task or a missing target language
+        self._history = History()
+        self.rag = Rag(retriever, self.config.rag)
+        self.voice: str | None = voice or self.config.voice or _default_voice(voice_bank)
+        self._voice_events: list[VoiceChanged] = []
+        self._voice_prompts: dict[str | None, Any] = {}
+        self.speech_out = SpeechOut(token2wav, self._voice_prompt, self.voice) if token2wav is not None else None
+        self.tool_context = tool_context if tool_context is not None else self._make_tool_context()
+        if self.tool_context is not None and getattr(self.tool_context, "on_voice_change", None) is None:
+            self.tool_context.on_voice_change = self._on_voice_change
+        self.pending_client_calls: dict[str, ToolCall] = {}
+        self._client_outputs: dict[str, str] = {}
+        self.counter = TokenCounter(getattr(backend, "tokenizer", None))
+        self.last_compaction: CompactionStats | None = None
+        self.last_request: list[Message] = []  # the messages of the latest generation request
+
+    # ---- public -------------------------------------------------------------------
+
+    @property
+    def history(self) -> list[Message]:
+        return self._history.messages
+
+    @history.setter
+    def history(self, messages: list[Message]) -> None:
+        self._history = History(messages)
+
+    def truncate_last_reply(self, played_s: float) -> Message | None:
+        """Barge-in: keep only what the user heard of the latest spoken reply (see History)."""
+        if self.speech_out is not None:
+            self.speech_out.abort()
+        return self._history.truncate_last_reply(played_s, getattr(self.backend, "tokenizer", None))
+
+    def add_tool_output(self, call_id: str, output: str) -> ToolResult:
+        """The answer to a client-side call; once all are in, `respond(None)` continues the turn."""
+        call = self.pending_client_calls.pop(call_id, None)
+        if call is None:
+            known = ", ".join(self.pending_client_calls) or "none"
+            raise StepvoiceError(f"no pending client tool call {call_id!r} (pending: {known})")
+        result = ToolResult(call.id, call.name, str(output), ok=True)
+        self._history.append(self._input_turn([result], last=not self.pending_client_calls))
+        return result
+
+    def set_voice(self, name: str | None, reason: str = "") -> VoiceChanged:
+        """Switch the speaking voice (from the next spoken segment on)."""
+        if name is not None and self.voice_bank is not None and hasattr(self.voice_bank, "get"):
+            self.voice_bank.get(name)  # raises a clear error for an unknown voice
+        self.voice = name
+        if self.speech_out is not None:
+            self.speech_out.set_voice(name)
+        return VoiceChanged(name or "default", reason)
+
+    async def respond(
+        self,
+        user_input: str | np.ndarray | Message | None,
+        *,
+        reply: str | None = None,
+        cancel: asyncio.Event | None = None,
+    ) -> AsyncIterator[Event]:
+        """Answer `user_input` (None: continue after client tool outputs). Ends with one TurnEnd."""
+        reply = reply or self.config.reply
+        task = self._preset(reply)
+        reply = task.reply or reply
+        if user_input is None:
+            if self.pending_client_calls:
+                raise StepvoiceError("waiting for the output of client tool call(s) "
+                                     + ", ".join(self.pending_client_calls) + ": call add_tool_output first")
+            if not self.history or self.history[-1].role != "input":
+                raise StepvoiceError("nothing to continue: respond(None) follows add_tool_output")
+            user = None
+        else:
+            self._settle_client_calls()
+            user = self._user_message(user_input)
+            self._history.append(user)
+        state = TurnState()
+        context = await self.rag.context_for(user) if user is not None else None
+        rounds = 0
+        while True:
+            final_round = rounds >= self.config.tool_loop.max_rounds
+            record = ReplyRecord()
+            async with aclosing(self._generate(record, task, reply, context, cancel, state)) as events:
+                async for event in events:
+                    yield event
+            if record.spoken or record.text:
+                state.said_anything = True
+            end = record.end
+            cancelled = (end is not None and end.reason == "cancelled") or (cancel is not None and cancel.is_set())
+            calls = record.calls
+            if not calls:
+                async for event in self._maybe_fallback(state, task, record):
+                    yield event
+                break
+            server = [c for c in calls if c.name not in self.client_tools]
+            client = [c for c in calls if c.name in self.client_tools]
+            if cancelled:
+                results = [self._result(c, CANCELLED.format(name=c.name), False) for c in calls]
+                for r in results:
+                    yield r
+                self._history.append(self._input_turn(results, last=True))
+                break
+            if final_round:
+                results = [self._result(c, LIMIT.format(n=self.config.tool_loop.max_rounds), False) for c in calls]
+                for r in results:
+                    yield r
+                self._history.append(self._input_turn(results, last=True))
+                break
+            results: list[ToolResult] = []
+            try:
+                async with aclosing(self._run_calls(server, cancel)) as running:
+                    async for r in running:
+                        results.append(r)
+                        if not r.ok:
+                            state.failed_tools.append(r.name)
+                        yield r
+            finally:  # also when the consumer stops listening: every call gets an answer in history
+                answered = {r.call_id for r in results}
+                results += [self._result(c, CANCELLED.format(name=c.name), False) for c in server if c.id not in answered]
+                order = {c.id: i for i, c in enumerate(server)}
+                if results:
+                    self._history.append(self._input_turn(sorted(results, key=lambda r: order.get(r.call_id, 0)),
+                                                          last=not client))
+            for v in self._take_voice_events():
+                yield v
+            if client:
+                for c in client:
+                    self.pending_client_calls[c.id] = c
+                break
+            if cancel is not None and cancel.is_set():
+                break
+            rounds += 1
+        if cancel is not None and cancel.is_set():
+            reason = "cancelled"
+        else:
+            reason = state.last_end.reason if state.last_end else "error"
+        last = state.last_end or TurnEnd("error", error="the backend ended without a TurnEnd")
+        yield TurnEnd(reason, state.usage, last.token_ids, last.error)
+
+    # ---- one generation round -----------------------------------------------------
+
+    async def _generate(self, record: ReplyRecord, task: Preset, reply: str, context: Message | None,
+                        cancel: asyncio.Event | None, state: TurnState) -> AsyncIterator[Event]:
+        messages = await self._request(task, reply, context)
+        options = self._options(task, reply)
+        self.last_request = messages
+        stream = self.backend.generate(messages, options, cancel)
+        finished = False
+        try:
+            try:
+                async for event in stream:
+                    if isinstance(event, TurnEnd):
+                        record.add(event)
+                        break
+                    record.add(event)
+                    yield event
+                    if isinstance(event, SpeechCodes) and self.speech_out is not None:
+                        chunk = await self.speech_out.push(event.codes)
+                        if chunk is not None:
+                            yield chunk
+            except (StepvoiceError, OSError, RuntimeError, ValueError) as e:
+                # A backend failure ends the round; what was produced so far is kept.
+                log.warning("generation failed: %s", e, exc_info=log.isEnabledFor(logging.DEBUG))
+                record.add(TurnEnd("error", error=str(e).splitlines()[0] if str(e) else type(e).__name__))
+            finally:
+                await _aclose(stream)
+            if self.speech_out is not None:
+                chunk = await self.speech_out.finish()
+                if chunk is not None:
+                    yield chunk
+            finished = True
+        finally:  # runs also when the consumer stops listening: history keeps what was produced
+            end = record.end or TurnEnd("cancelled")
+            record.end = end
+            state.last_end = end
+            state.add_usage(end.usage)
+            self._history.add_reply(record, getattr(self.backend, "tokenizer", None), reply)
+            if not finished and record.calls:
+                cancelled = [self._result(c, CANCELLED.format(name=c.name), False) for c in record.calls]
+                self._history.append(self._input_turn(cancelled, last=True))
+                record.calls.clear()
+
+    async def _request(self, task: Preset, reply: str, context: Message | None) -> list[Message]:
+        head = [Message.text("system", self._system_prompt(task, reply))]
+        schemas = self._schemas(task)
+        if schemas:
+            head.append(Message.text("tool_json_schemas", json.dumps(schemas, ensure_ascii=False)))
+        fixed = self.counter.total(head) + (self.counter(context) if context is not None else 0)
+        budget = (self.config.context.max_context_tokens - fixed - self._options(task, reply).max_new_tokens
+                  - ASSISTANT_OPENER_TOKENS)
+        transcribe = self._transcribe if self.config.context.transcribe_audio else None
+        compacted, stats = await compact(self.history, budget, self.counter,
+                                         keep_last=self.config.context.keep_last_turns, transcribe=transcribe)
+        if compacted is not self.history:
+            self._history.messages[:] = compacted  # compaction is permanent: history stays bounded
+        self.last_compaction = stats
+        body = list(self.history) if task.keep_history else self._current_turn()
+        if context is not None:
+            at = _last_human_index(body)
+            body.insert(at if at is not None else len(body), context)
+        return head + body
+
+    def _current_turn(self) -> list[Message]:
+        at = _last_human_index(self.history)
+        return list(self.history[at:]) if at is not None else list(self.history)
+
+    def _options(self, task: Preset, reply: str) -> GenerationOptions:
+        g = self.config.generation
+        values: dict[str, Any] = dict(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
+                                      top_k=g.top_k, repetition_penalty=g.repetition_penalty, seed=g.seed)
+        if task.temperature is not None:
+            values["temperature"] = task.temperature
+        if task.top_p is not None:
+            values["top_p"] = task.top_p
+        values.update({k: v for k, v in self.generation.items() if v is not None})
+        try:
+            return GenerationOptions(reply=reply, **values)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as e:
+            raise StepvoiceError(f"bad generation option: {e}") from None
+
+    def _preset(self, reply: str) -> Preset:
+        return preset(self.task, reply=reply, target_lang=self.target_lang,
+                      with_tools=bool(self._schemas_for_chat()), persona=self.config.persona,
+                      language=self.config.language)
+
+    def _system_prompt(self, task: Preset, reply: str) -> str:
+        if self.config.system_prompt and task.name == "chat":
+            return self.config.system_prompt
+        return task.system_prompt
+
+    def _schemas_for_chat(self) -> list[dict[str, Any]]:
+        schemas = list(self.tools.schemas()) if self.tools is not None else []
+        schemas += [s if "function" in s else {"type": "function", "function": s}
+                    for s in self.client_tools.values() if s is not None]
+        return schemas
+
+    def _schemas(self, task: Preset) -> list[dict[str, Any]]:
+        return self._schemas_for_chat() if task.use_tools else []
+
+    # ---- tools ----------------------------------------------------------------------
+
+    async def _run_calls(self, calls: Sequence[ToolCall], cancel: asyncio.Event | None) -> AsyncIterator[ToolResult]:
+        """Run calls concurrently; yield each result as it finishes, then cancelled ones (if `cancel` fired)."""
+        if not calls:
+            return
+        tasks = {asyncio.ensure_future(self._run_one(c)): c for c in calls}
+        waiter = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
+        pending = set(tasks)
+        try:
+            while pending:
+                done, _ = await asyncio.wait(pending | ({waiter} if waiter else set()),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    if t is waiter:
+                        continue
+                    pending.discard(t)
+                    yield t.result()
+                if waiter is not None and waiter.done():
+                    break
+        finally:
+            for t in pending:  # cancelled (barge-in) or the consumer went away: answer what is left
+                t.cancel()
+            if waiter is not None:
+                waiter.cancel()
+        for t in sorted(pending, key=lambda t: calls.index(tasks[t])):
+            c = tasks[t]
+            yield self._result(c, CANCELLED.format(name=c.name), False)
+
+    async def _run_one(self, call: ToolCall) -> ToolResult:
+        if self.tools is None:
+            return self._result(call, NO_TOOLS, False)
+        from tools import run
+
+        limit = self.config.tool_loop.timeout_s
+        start = time.perf_counter()
+        try:
+            return await asyncio.wait_for(run(call, self.tool_context, self.tools), limit)
+        except asyncio.TimeoutError:
+            return ToolResult(call.id, call.name, f"error: {call.name} timed out after {limit:g} s and was stopped; "
+                              "it gave no result. Tell the user it failed.", ok=False,
+                              elapsed_s=time.perf_counter() - start)
+
+    def _make_tool_context(self) -> Any:
+        if self.tools is None:
+            return None
+        from tools import ToolContext
+
+        return ToolContext(config=self.config.tools, voice_bank=self.voice_bank, retriever=self.retriever,
+                           on_voice_change=self._on_voice_change)
+
+    def _on_voice_change(self, name: str) -> None:
+        """Called by timbre_rag (possibly from a worker thread): the new voice is heard from the next segment."""
+        self._voice_events.append(self.set_voice(name, "timbre_rag"))
+
+    def _take_voice_events(self) -> list[VoiceChanged]:
+        events, self._voice_events = self._voice_events, []
+        return events
+
+    def _result(self, call: ToolCall, content: str, ok: bool) -> ToolResult:
+        return ToolResult(call.id, call.name, content, ok=ok)
+
+    def _input_turn(self, results: Sequence[ToolResult], *, last: bool) -> Message:
+        """One `input` turn with the results (neutralised), the summary instruction after the last one."""
+        text = "\n\n".join(neutralize(r.content) for r in results)
+        if last and self.config.tool_loop.summary_instruction:
+            text += self.config.tool_loop.summary_instruction
+        return Message("input", [Text(text)])
+
+    def _settle_client_calls(self) -> None:
+        """A new user turn while client calls are unanswered: answer them so none stays pending."""
+        if not self.pending_client_calls:
+            return
+        calls = list(self.pending_client_calls.values())
+        self.pending_client_calls.clear()
+        self._history.append(self._input_turn([self._result(c, NO_CLIENT_OUTPUT, False) for c in calls], last=False))
+
+    async def _maybe_fallback(self, state: TurnState, task: Preset, record: ReplyRecord) -> AsyncIterator[Event]:
+        """A failed tool followed by silence: say that it failed rather than nothing."""
+        if not state.failed_tools or record.spoken or record.text.strip():
+            return
+        text = FALLBACK[self.config.language].format(name=state.failed_tools[-1])
+        yield TextDelta(text, "text")
+        self._history.append(Message("assistant", [Text(text)]))
+
+    # ---- inputs, voices, transcripts --------------------------------------------------
+
+    def _user_message(self, user_input: str | np.ndarray | Message) -> Message:
+        if isinstance(user_input, Message):
+            if user_input.role not in ("human", "input"):
+                raise StepvoiceError(f"a user message has role human or input, not {user_input.role}")
+            return user_input
+        if isinstance(user_input, str):
+            if not user_input.strip():
+                raise StepvoiceError("empty input: say or type something")
+            return Message("human", [Text(user_input)])
+        if isinstance(user_input, np.ndarray):
+            return Message("human", [Audio(_check_samples(user_input))])
+        raise StepvoiceError(f"unsupported input of type {type(user_input).__name__}: give text, samples or a Message")
+
+    async def _transcribe(self, audio: Audio) -> str:
+        """An ASR pass through the backend (greedy, the official ASR prompt) for compaction."""
+        messages = [Message.text("system", ASR_PROMPT), Message("human", [Audio(audio.samples)])]
+        options = GenerationOptions(max_new_tokens=256, temperature=0.0, reply="text")
+        text = []
+        async for event in self.backend.generate(messages, options, None):
+            if isinstance(event, TextDelta) and event.channel == "text":
+                text.append(event.text)
+        return "".join(text)
+
+    def _voice_prompt(self, name: str | None) -> Any:
+        """The token2wav prompt of a voice (voice bank, else the default clip); cached per session."""
+        if name in self._voice_prompts:
+            return self._voice_prompts[name]
+        if self.voice_bank is not None and name is not None:
+            prompt = self.voice_bank.prompt(name)
+        else:
+            from engine.token2wav import default_voice_path
+
+            prompt = self.token2wav.prepare_voice(default_voice_path())
+        self._voice_prompts[name] = prompt
+        return prompt
+
+
+def _default_voice(voice_bank: Any) -> str | None:
+    if voice_bank is None:
+        return None
+    try:
+        from voice_bank import DEFAULT_VOICE
+    except ImportError:
+        return None
+    return DEFAULT_VOICE
+
+
+def _check_samples(samples: np.ndarray) -> np.ndarray:
+    x = np.asarray(samples)
+    if x.ndim != 1:
+        raise AudioError(f"audio input must be mono 1-D samples, got shape {x.shape}")
+    if x.size == 0:
+        raise AudioError("audio input is empty")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise AudioError(f"audio input must be float samples at 16 kHz, not {x.dtype}")
+    if not np.all(np.isfinite(x)):
+        raise AudioError("audio input contains NaN or infinite samples")
+    return x.astype(np.float32, copy=False)
+
+
+def _last_human_index(messages: Sequence[Message]) -> int | None:
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].role == "human":
+            return i
+    return None
+
+
+async def _aclose(stream: Any) -> None:
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:  # closing a finished or failed stream must not hide the real outcome
+            pass
+
+
+__all__ = ["Session", "Speech", "AudioChunk", "ToolCall"]
