@@ -30,11 +30,12 @@ GROUP = "stepvoice.tools"
 
 
 def load_registry(config: Any = None, tools_modules: Sequence[str] = (), mcp_servers: Sequence[Any] = (),
-                  *, plugins: bool = True) -> ToolRegistry:
+                  *, plugins: bool = True, mcp: bool = True) -> ToolRegistry:
     """Built-ins and plugins (entry points), then tool modules (config, then `tools_modules`).
 
-    MCP servers (config, then `mcp_servers`) are queued: their tools join when
-    the registry is entered (`async with registry:`), which also stops them on exit.
+    MCP servers (config, then `mcp_servers`; none with `mcp=False`) are queued:
+    their tools join when the registry is entered (`async with registry:`),
+    which also stops them on exit. `plugins=False` skips entry points (built-ins too).
     """
     cfg = ToolsConfig.coerce(config)
     registry = ToolRegistry(disabled=cfg.disabled)
@@ -42,7 +43,8 @@ def load_registry(config: Any = None, tools_modules: Sequence[str] = (), mcp_ser
         load_entry_points(registry)
     for spec in [*cfg.tools_modules, *tools_modules]:
         load_module(registry, spec)
-    registry.add_mcp_servers([*cfg.mcp_servers, *mcp_servers])
+    if mcp:
+        registry.add_mcp_servers([*cfg.mcp_servers, *mcp_servers])
     return registry
 
 
