@@ -462,9 +462,7 @@ class Session:
         if self.voice_bank is not None and name is not None:
             prompt = self.voice_bank.prompt(name)
         else:
-            from engine.token2wav import default_voice_path
-
-            prompt = self.token2wav.prepare_voice(default_voice_path())
+            prompt = self.token2wav.prepare_voice(_default_voice_clip())
         self._voice_prompts[name] = prompt
         return prompt
 
@@ -474,9 +472,24 @@ def _default_voice(voice_bank: Any) -> str | None:
         return None
     try:
         from voice_bank import DEFAULT_VOICE
-    except ImportError:
-        return None
+    except ImportError:  # the contract's name for the s3tokenizer clip
+        return "default"
     return DEFAULT_VOICE
+
+
+def _default_voice_clip() -> Any:
+    """engine.token2wav's default clip (the 16 kHz speech shipped in the s3tokenizer wheel)."""
+    try:
+        from engine.token2wav import default_voice_path
+    except ImportError:  # older engine.token2wav: find the same clip without importing s3tokenizer
+        import importlib.util
+        from pathlib import Path
+
+        spec = importlib.util.find_spec("s3tokenizer")
+        if spec is None or not spec.submodule_search_locations:
+            raise StepvoiceError("no default voice: install s3tokenizer or add a voice with `stepvoice voices add`")
+        return Path(list(spec.submodule_search_locations)[0]) / "assets" / "BAC009S0764W0121.wav"
+    return default_voice_path()
 
 
 def _check_samples(samples: np.ndarray) -> np.ndarray:

@@ -1,0 +1,203 @@
+"""Spoken replies: speech codes -> AudioChunks with the current voice; timbre_rag switches it; barge-in truncation."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from assistant.history import History, ReplyRecord
+from assistant.session import Session
+from engine.backends.scripted import ScriptedBackend
+from engine.events import AudioChunk, SpeechCodes, TextDelta, ToolResult, TurnEnd, VoiceChanged
+from engine.messages import Speech
+from engine.prompt import ta4_interleave
+from engine.tokenizer import load_tokenizer, write_fake_tokenizer
+from tools import load_registry
+
+SAMPLES_PER_CODE = 960  # 24 kHz / 25 codes per second
+
+
+class RecordingToken2Wav:
+    """Stands in for engine.token2wav.Token2Wav: each stream's PCM is filled with its voice prompt's value,
+    so a chunk tells which voice made it."""
+
+    sample_rate = 24000
+
+    def __init__(self):
+        self.streams: list["RecordingStream"] = []
+        self.prepared = 0
+
+    def prepare_voice(self, wav):
+        self.prepared += 1
+        return 0.1  # the default clip's "prompt"
+
+    def stream(self, voice):
+        s = RecordingStream(voice)
+        self.streams.append(s)
+        return s
+
+
+class RecordingStream:
+    def __init__(self, voice):
+        self.voice = voice
+        self.codes: list[int] = []
+        self.finished = False
+
+    def push(self, codes):
+        self.codes += list(codes)
+        return np.full(len(codes) * SAMPLES_PER_CODE, self.voice, dtype=np.float32)
+
+    def finish(self):
+        self.finished = True
+        return np.full(SAMPLES_PER_CODE // 2, self.voice, dtype=np.float32)
+
+
+@dataclass
+class Match:
+    name: str
+    description: str
+    score: float
+
+
+class TwoVoiceBank:
+    """Duck-typed voice bank with a default voice and a deep one; prompts are numbers."""
+
+    prompts = {"default": 0.25, "deep": 0.75}
+
+    def __init__(self):
+        self.queries: list[str] = []
+
+    def find(self, query: str) -> Match:
+        self.queries.append(query)
+        return Match("deep", "a deep calm male voice", 0.9)
+
+    def get(self, name: str):
+        if name not in self.prompts:
+            raise KeyError(name)
+        return name
+
+    def prompt(self, name: str):
+        return self.prompts[name]
+
+
+def run(session, user_input, **kw):
+    async def go():
+        return [e async for e in session.respond(user_input, **kw)]
+
+    return asyncio.run(go())
+
+
+def test_spoken_reply_becomes_audio_chunks_and_history_keeps_speech():
+    t2w = RecordingToken2Wav()
+    backend = ScriptedBackend.from_data({"replies": [{"text": "Hello there", "speech_codes": list(range(10))}]})
+    session = Session(backend, token2wav=t2w)
+    events = run(session, "hi", reply="speech")
+    chunks = [e for e in events if isinstance(e, AudioChunk)]
+    assert chunks and all(c.sample_rate == 24000 for c in chunks)
+    assert sum(len(c.pcm) for c in chunks) == 10 * SAMPLES_PER_CODE + SAMPLES_PER_CODE // 2
+    assert t2w.prepared == 1 and t2w.streams[0].codes == list(range(10)) and t2w.streams[0].finished
+    assert backend.requests[0][1].reply == "speech"
+    (speech,) = session.history[-1].content
+    assert isinstance(speech, Speech) and speech.text == "Hello there" and speech.codes == tuple(range(10))
+    # An AudioChunk follows the SpeechCodes that made it.
+    first_codes = next(i for i, e in enumerate(events) if isinstance(e, SpeechCodes))
+    assert isinstance(events[first_codes + 1], AudioChunk)
+
+
+def test_timbre_rag_switches_the_voice_for_later_speech():
+    t2w = RecordingToken2Wav()
+    bank = TwoVoiceBank()
+    backend = ScriptedBackend.from_data({"replies": [
+        {"text": "One moment", "speech_codes": [1, 2, 3, 4, 5, 6, 7, 8],
+         "tool_calls": [{"name": "timbre_rag", "arguments": {"query": "a deep male voice"}}]},
+        {"text": "Is this better?", "speech_codes": [9, 10, 11, 12]},
+        {"text": "Still me.", "speech_codes": [13, 14, 15, 16]},
+    ]})
+    session = Session(backend, tools=load_registry(), voice_bank=bank, token2wav=t2w)
+    assert session.voice == "default"
+    events = run(session, "please use a deeper voice", reply="speech")
+    (changed,) = [e for e in events if isinstance(e, VoiceChanged)]
+    assert changed.name == "deep" and session.voice == "deep"
+    assert bank.queries == ["a deep male voice"]
+    (result,) = [e for e in events if isinstance(e, ToolResult)]
+    assert result.ok and "deep" in result.content
+    at = events.index(changed)
+    before = {float(c.pcm[0]) for c in events[:at] if isinstance(c, AudioChunk)}
+    after = {float(c.pcm[0]) for c in events[at:] if isinstance(c, AudioChunk)}
+    assert before == {0.25} and after == {0.75}
+    # The next turn keeps the new voice.
+    later = run(session, "and now?", reply="speech")
+    assert {float(c.pcm[0]) for c in later if isinstance(c, AudioChunk)} == {0.75}
+    assert [s.voice for s in t2w.streams] == [0.25, 0.75, 0.75]
+
+
+def test_voice_given_at_start_is_used():
+    t2w = RecordingToken2Wav()
+    backend = ScriptedBackend.from_data({"replies": [{"text": "Hi", "speech_codes": [1, 2, 3, 4]}]})
+    session = Session(backend, voice_bank=TwoVoiceBank(), token2wav=t2w, voice="deep")
+    events = run(session, "hi", reply="speech")
+    assert {float(c.pcm[0]) for c in events if isinstance(c, AudioChunk)} == {0.75}
+
+
+def test_truncate_keeps_only_what_was_heard():
+    backend = ScriptedBackend.from_data({"replies": [
+        {"text": "Hello there my friend", "speech_codes": list(range(16))},
+        "ok",
+    ]})
+    session = Session(backend)
+    run(session, "hi", reply="speech")
+    new = session.truncate_last_reply(0.2)  # 5 codes heard: the first two words had started
+    (speech,) = new.content
+    assert speech.codes == tuple(range(5)) and speech.text == "Hello there"
+    assert session.history[-1] is new
+    run(session, "sorry, go on")
+    assert backend.requests[1][0][-2].content[0].codes == tuple(range(5))
+
+
+def test_truncate_edge_cases():
+    backend = ScriptedBackend.from_data({"replies": [{"text": "Hello there", "speech_codes": list(range(8))}] * 2})
+    session = Session(backend)
+    run(session, "hi", reply="speech")
+    whole = session.history[-1]
+    assert session.truncate_last_reply(10.0) is whole  # all heard: unchanged
+    assert session.truncate_last_reply(0.0) is None  # nothing heard: the reply is gone
+    assert [m.role for m in session.history] == ["human"]
+    assert session.truncate_last_reply(1.0) is None  # no spoken reply to the latest user turn
+
+
+def test_truncate_on_raw_ids_cuts_after_the_last_heard_code(tmp_path):
+    write_fake_tokenizer(tmp_path)
+    tok = load_tokenizer(tmp_path)
+    text_ids = tok.encode("Hello there my friend")
+    codes = list(range(100, 116))
+    body = ta4_interleave(text_ids, [tok.audio_first_id + c for c in codes], tok)
+    ids = tuple([*body, tok.tts_end_id, tok.eot_id])
+    history = History()
+    record = ReplyRecord()
+    record.add(TextDelta("Hello there my friend", "speech"))
+    record.add(SpeechCodes(tuple(codes)))
+    record.add(TurnEnd("stop", token_ids=ids))
+    msg = history.add_reply(record, tok, "speech")
+    assert msg.content[0].token_ids == ids[:-1]  # <|EOT|> is the prompt builder's
+    new = history.truncate_last_reply(6 / 25, tok)  # 6 codes heard
+    (speech,) = new.content
+    assert speech.codes == tuple(codes[:6])
+    kept = list(speech.token_ids)
+    assert kept[-1] == tok.tts_end_id
+    assert [tok.code_of(i) for i in kept if tok.code_of(i) is not None] == codes[:6]
+    assert kept[:-1] == body[: body.index(tok.audio_first_id + codes[6])]
+    assert speech.text == tok.decode_text([i for i in kept if tok.is_text(i)])
+    assert speech.text and len(speech.text) < len("Hello there my friend")
+
+
+def test_bad_audio_input_is_refused_with_one_clear_error():
+    session = Session(ScriptedBackend.from_data({"replies": ["x"]}))
+    from engine.errors import AudioError
+
+    for bad, words in [(np.zeros(0, np.float32), "empty"), (np.array([0.0, np.nan], np.float32), "NaN"),
+                       (np.zeros((2, 10), np.float32), "mono")]:
+        with pytest.raises(AudioError, match=words):
+            run(session, bad)
+    assert session.history == []
