@@ -93,14 +93,15 @@ def optional(mapping: dict, key: str, kind: type | tuple[type, ...], where: str)
 
 def decode_pcm16(b64: str, max_bytes: int) -> np.ndarray:
     """base64 PCM16 LE mono -> float32 in [-1, 1]. Refuses more than `max_bytes` of PCM."""
-    if len(b64) > (max_bytes // 3 + 1) * 4:  # check before decoding: base64 is 4/3 of the bytes
-        raise ProtocolError(
-            f"audio chunk too large: at most {max_bytes} bytes of PCM per append", "audio_too_large", "audio"
-        )
+    too_large = ProtocolError(f"audio chunk too large: at most {max_bytes} bytes of PCM per append", "audio_too_large", "audio")
+    if len(b64) > (max_bytes // 3 + 1) * 4:  # refuse before decoding: base64 is 4/3 of the bytes
+        raise too_large
     try:
         data = base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError):
         raise ProtocolError("'audio' is not valid base64", "invalid_value", "audio") from None
+    if len(data) > max_bytes:
+        raise too_large
     if len(data) % 2:
         raise ProtocolError("'audio' must hold whole 16-bit samples (an even number of bytes)", "invalid_value", "audio")
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0

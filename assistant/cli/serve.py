@@ -1,0 +1,114 @@
+"""`stepvoice serve`: an OpenAI Realtime-compatible WebSocket server and a browser page."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser(
+        "serve", parents=[common],
+        help="serve the Realtime API at ws://HOST:PORT/v1/realtime and a browser page at http://HOST:PORT/",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need a token)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--token", default=None,
+                   help="clients must present it (Authorization: Bearer, subprotocol openai-insecure-api-key.<token>, "
+                        "or ?token=); env STEPVOICE_TOKEN")
+    p.add_argument("--model", default=None, help="model spec: checkpoint folder, hub id, vllm+http://HOST:PORT, scripted:FILE.yaml")
+    p.add_argument("--token2wav", default=None, metavar="DIR",
+                   help="token2wav folder for spoken replies (default: <checkpoint>/token2wav when it exists)")
+    p.add_argument("--voice", default=None, help="default voice (voice bank name)")
+    p.add_argument("--no-tools", action="store_true", help="offer the model no server-side tools")
+    p.add_argument("--max-connections", type=int, default=64, help="refuse clients beyond this many (default 64)")
+    p.set_defaults(handler=serve_command)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from assistant.server.app import ServerConfig, run_server
+    from engine.errors import ConfigError
+
+    token = args.token if args.token is not None else os.environ.get("STEPVOICE_TOKEN")
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be 0..65535, not {args.port}")
+    if args.max_connections < 1:
+        raise ConfigError("--max-connections must be >= 1")
+    server_config = ServerConfig(host=args.host, port=args.port, token=token, max_connections=args.max_connections)
+    factory = build_factory(args)
+
+    def ready(server) -> None:
+        host = args.host if ":" not in args.host else f"[{args.host}]"
+        print(f"stepvoice serving {factory.model_name}: page http://{host}:{server.port}/  "
+              f"realtime ws://{host}:{server.port}/v1/realtime", flush=True)
+
+    try:
+        asyncio.run(run_server(factory, server_config, ready))
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    return 0
+
+
+def build_factory(args: argparse.Namespace):
+    """Backend, token2wav, tools and voice bank from flags + config, shared by every connection."""
+    from assistant.config import load_config
+    from assistant.server.sessions import AssistantSessions
+    from engine.backends import load_backend
+
+    overrides = {k: v for k, v in {"model": args.model, "voice": args.voice, "device": args.device,
+                                   "dtype": args.dtype, "data_dir": args.data_dir}.items() if v is not None}
+    config = load_config(args.config_file, overrides)
+    spec = config.model
+    if spec and spec.startswith("scripted:"):
+        load_backend(spec)  # fail now on a bad script, not at the first client
+        new_backend = lambda: load_backend(spec)  # noqa: E731  (each connection plays its own copy of the script)
+        model_name = "scripted"
+    else:
+        shared = load_backend(spec, device=config.device or "cpu", dtype=config.dtype)
+        new_backend = lambda: shared  # noqa: E731
+        model_name = getattr(shared, "name", "step-audio-2-mini")
+    token2wav = _token2wav(args.token2wav, spec, config)
+    tools = None if args.no_tools else _tools(config)
+    voice_bank = _voice_bank(config, token2wav)
+    return AssistantSessions(new_backend, config=config, tools=tools, voice_bank=voice_bank, token2wav=token2wav,
+                             model_name=model_name)
+
+
+def _token2wav(flag: str | None, spec: str | None, config) -> Any:
+    from engine.errors import ConfigError
+
+    folder = Path(flag) if flag else (Path(spec) / "token2wav" if spec and Path(spec).is_dir() else None)
+    if folder is None:
+        log.warning("no token2wav folder (--token2wav): replies are text and transcripts only")
+        return None
+    if not folder.is_dir():
+        raise ConfigError(f"token2wav folder not found: {folder}")
+    from engine.token2wav import Token2Wav
+
+    return Token2Wav.from_dir(folder, device=config.device or "cpu")
+
+
+def _tools(config) -> Any:
+    try:
+        from tools import load_registry
+    except ImportError as e:  # the tools package is optional for serving
+        log.warning("tools unavailable (%s): serving without server-side tools", e)
+        return None
+    return load_registry(config.tools)
+
+
+def _voice_bank(config, token2wav) -> Any:
+    try:
+        from voice_bank import VoiceBank
+    except ImportError:
+        return None
+    from assistant.paths import data_dir
+
+    prepare = token2wav.prepare_voice if token2wav is not None else None
+    return VoiceBank.open(data_dir(config.data_dir), prepare=prepare)
