@@ -308,6 +308,9 @@ def _toml_line(key: str, value: Any) -> str:
         return f"{key} = {value}"
     if isinstance(value, list):
         return f"{key} = [{', '.join(json.dumps(v, ensure_ascii=False) for v in value)}]"
+    if isinstance(value, Mapping):  # inline table
+        items = ", ".join(_toml_line(json.dumps(str(k)), v) for k, v in value.items())
+        return f"{key} = {{{items}}}"
     return f"{key} = {json.dumps(str(value), ensure_ascii=False)}"
 
 

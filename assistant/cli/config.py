@@ -1,0 +1,46 @@
+"""`stepvoice config show`: the effective settings (file + STEPVOICE_* env + flags) and where they came from."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser("config", help="show the effective settings")
+    sub = p.add_subparsers(dest="config_command", metavar="ACTION")
+    show = sub.add_parser("show", parents=[common], help="print the settings in effect (TOML, or --json)")
+    show.add_argument("--json", action="store_true", help="one JSON object instead of TOML")
+    show.set_defaults(handler=show_config)
+    path = sub.add_parser("path", parents=[common], help="print the config file that is read")
+    path.set_defaults(handler=show_path)
+
+
+def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The common flags as config overrides (None = not given)."""
+    return {"device": getattr(args, "device", None), "dtype": getattr(args, "dtype", None),
+            "data_dir": getattr(args, "data_dir", None)}
+
+
+def show_config(args: argparse.Namespace) -> int:
+    import json
+
+    from assistant.config import load_config, to_toml
+    from assistant.paths import config_file
+
+    cfg = load_config(args.config_file, common_overrides(args))
+    file = config_file(args.config_file)
+    if args.json:
+        print(json.dumps({"config_file": str(file), "config_file_exists": file.is_file(), "settings": cfg.to_dict()},
+                         ensure_ascii=False, indent=2))
+    else:
+        state = "" if file.is_file() else " (not present: defaults)"
+        print(f"# config file: {file}{state}")
+        print(to_toml(cfg), end="")
+    return 0
+
+
+def show_path(args: argparse.Namespace) -> int:
+    from assistant.paths import config_file
+
+    print(config_file(args.config_file))
+    return 0

@@ -1,0 +1,118 @@
+"""Assistant config: TOML file, then STEPVOICE_* env, then flags; clear one-line errors; `config show`."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from assistant.config import AssistantConfig, load_config, to_toml
+from engine.errors import ConfigError
+
+TOML = """
+model = "scripted:replies.yaml"
+reply = "speech"
+
+[generation]
+temperature = 0.3
+
+[tools]
+timeout_s = 4
+disabled = ["search"]
+
+[tools.weather]
+units = "imperial"
+
+[[tools.mcp_servers]]
+name = "notes"
+command = "python"
+args = ["-m", "notes_server"]
+
+[tool_loop]
+max_rounds = 2
+
+[rag]
+mode = "tool-only"
+"""
+
+
+def test_file_then_env_then_flags(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text(TOML)
+    env = {"STEPVOICE_GENERATION__TEMPERATURE": "0.9", "STEPVOICE_RAG__K": "7", "STEPVOICE_HOME": "/elsewhere",
+           "STEPVOICE_TOOLS__DISABLED": "search,get_weather"}
+    cfg = load_config(f, {"generation.temperature": 0.0, "voice": "deep", "device": None}, env=env)
+    assert cfg.model == "scripted:replies.yaml" and cfg.reply == "speech"
+    assert cfg.generation.temperature == 0.0  # flag beats env beats file
+    assert cfg.rag.k == 7 and cfg.rag.mode == "tool-only"
+    assert cfg.tools.timeout_s == 4.0 and cfg.tools.weather.units == "imperial"
+    assert cfg.tools.disabled == ["search", "get_weather"]
+    assert cfg.tools.mcp_servers[0].name == "notes" and cfg.tools.mcp_servers[0].args == ["-m", "notes_server"]
+    assert cfg.tool_loop.max_rounds == 2 and cfg.voice == "deep" and cfg.device is None
+
+
+def test_env_names_the_file_and_default_file_may_be_absent(tmp_path, monkeypatch):
+    f = tmp_path / "c.toml"
+    f.write_text('reply = "speech"\n')
+    assert load_config(env={"STEPVOICE_CONFIG": str(f)}).reply == "speech"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert load_config(env={}) == AssistantConfig()  # no file in the platform dir: defaults
+    platform_file = tmp_path / "xdg" / "stepvoice" / "config.toml"
+    platform_file.parent.mkdir(parents=True)
+    platform_file.write_text("[rag]\nk = 9\n")
+    assert load_config(env={}).rag.k == 9
+
+
+@pytest.mark.parametrize("text, env, words", [
+    ('reply = "shout"', {}, "reply"),
+    ("[rag]\nmode = 'sometimes'", {}, "rag.mode"),
+    ("colour = 3", {}, "unknown setting colour"),
+    ("[tools]\ntimeout_s = -1", {}, "tools.timeout_s"),
+    ("[generation]\nmax_new_tokens = 'many'", {}, "generation.max_new_tokens"),
+    ("model = [", {}, "malformed TOML"),
+    ("", {"STEPVOICE_TOOL_LOOP__MAX_ROUNDS": "lots"}, "tool_loop.max_rounds"),
+    ("", {"STEPVOICE_BOGUS": "1"}, "unknown setting bogus"),
+])
+def test_bad_settings_give_one_clear_line(tmp_path, text, env, words):
+    f = tmp_path / "c.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=words) as e:
+        load_config(f, env=env)
+    assert "\n" not in str(e.value)
+
+
+def test_a_named_file_that_is_missing_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml", env={})
+
+
+def test_to_toml_round_trips(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text(TOML)
+    cfg = load_config(f, env={})
+    again = tmp_path / "again.toml"
+    again.write_text(to_toml(cfg))
+    tomllib.loads(again.read_text())
+    assert load_config(again, env={}) == cfg
+
+
+def test_config_show_cli(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text(TOML)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEPVOICE_")}
+    env["STEPVOICE_RAG__MODE"] = "off"
+    out = subprocess.run([sys.executable, "-m", "assistant", "config", "show", "--json", "--config", str(f),
+                          "--device", "cpu"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["settings"]["rag"]["mode"] == "off" and data["settings"]["device"] == "cpu"
+    assert data["settings"]["tools"]["weather"]["units"] == "imperial"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("reply = 'shout'")
+    out = subprocess.run([sys.executable, "-m", "assistant", "config", "show", "--config", str(bad)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 1 and out.stderr.startswith("error: ") and out.stderr.count("\n") == 1
+    assert "Traceback" not in out.stderr
