@@ -58,7 +58,8 @@ def item_hash(kind: str, source: str, content: str) -> str:
 
 
 # ----- text ---------------------------------------------------------------------------
-_SENTENCE_END = re.compile(r"(?<=[.!?;。！？；])\s*|\n+")
+# Latin sentence ends need a following space ("setup.sh" is no sentence end); CJK ones do not
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|(?<=[。！？；])\s*|\n+")
 
 
 def chunk_text(text: str, size: int = 800, overlap: int = 160) -> list[str]:

