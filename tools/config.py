@@ -69,7 +69,7 @@ class ToolsConfig:
     timeout_s: float = 15.0  # per call, unless the tool sets its own
     max_result_chars: int = 4000  # longer results are cut and marked as cut
     timezone: str | None = None  # IANA name for get_date_time; None = the machine's
-    disabled: list[str] = field(default_factory=list)  # tool names not to offer the model
+    disabled: list[str] = field(default_factory=list)  # built-in/plugin tools not to offer (e.g. to replace one)
     tools_modules: list[str] = field(default_factory=list)  # files or modules with extra tools
     mcp_servers: list[McpServerConfig] = field(default_factory=list)
     search: SearchConfig = field(default_factory=SearchConfig)

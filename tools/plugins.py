@@ -8,6 +8,9 @@ file or module) may name:
   - a single Tool (a function decorated with `@tool`);
   - a module, whose `register` function is called if it has one, otherwise
     every module-level Tool is added.
+An installed plugin that fails to import is skipped with a warning (kept in
+`registry.problems`); a tools module the user named fails loudly; a name
+collision is always refused.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import logging
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -27,6 +31,7 @@ from tools.errors import ToolRegistryError
 from tools.registry import ToolRegistry
 
 GROUP = "stepvoice.tools"
+log = logging.getLogger(__name__)
 
 
 def load_registry(config: Any = None, tools_modules: Sequence[str] = (), mcp_servers: Sequence[Any] = (),
@@ -60,8 +65,13 @@ def load_entry_points(registry: ToolRegistry, group: str = GROUP) -> None:
         try:
             target = ep.load()
         except Exception as e:
-            raise ToolRegistryError(f"{where} failed to load: {type(e).__name__}: {e}") from e
-        with registry.loading_from("built-ins" if ep.name == "builtins" and ep.value.startswith("tools.") else where):
+            # An installed plugin that cannot import must not take the assistant down with it.
+            problem = f"{where} failed to load and was skipped: {type(e).__name__}: {e}"
+            log.warning("%s", problem)
+            registry.problems.append(problem)
+            continue
+        source = "built-ins" if ep.name == "builtins" and ep.value.startswith("tools.") else where
+        with registry.loading_from(source, plugin=True):
             _apply(registry, target, where)
 
 

@@ -20,18 +20,20 @@ from tools.errors import ToolRegistryError
 class ToolRegistry:
     def __init__(self, disabled: Sequence[str] = ()):
         self._tools: dict[str, Tool] = {}
-        self.disabled = set(disabled)  # names silently skipped (e.g. to replace a built-in)
+        self.disabled = set(disabled)  # built-in/plugin tools skipped (e.g. to replace one with your own)
         self._source = ""  # who is adding tools right now (set by the loaders)
+        self._from_plugin = False  # True while entry points load: only they honour `disabled`
         self._pending_mcp: list[Any] = []  # McpServerConfig not yet connected
         self._mcp_servers: list[Any] = []  # connected tools.mcp_client.McpServer
+        self.problems: list[str] = []  # plugins skipped because they failed to load
 
     # ---- adding -------------------------------------------------------------------
 
     def add(self, item: Tool | Callable[..., Any], *, source: str | None = None) -> Tool | None:
-        """Register a Tool (or a plain function, made a tool as by `@tool`); None if disabled."""
+        """Register a Tool (or a plain function, made a tool as by `@tool`); None if a disabled plugin tool."""
         t = item if isinstance(item, Tool) else FunctionTool(item)
         src = source or self._source or t.source
-        if t.name in self.disabled:
+        if self._from_plugin and t.name in self.disabled:
             return None
         if t.name in self._tools:
             other = self._tools[t.name]
@@ -49,13 +51,14 @@ class ToolRegistry:
         self._tools.pop(name, None)
 
     @contextmanager
-    def loading_from(self, source: str) -> Iterator["ToolRegistry"]:
-        """Tag tools added inside the block with `source` (e.g. "plugin myplug")."""
-        previous, self._source = self._source, source
+    def loading_from(self, source: str, plugin: bool = False) -> Iterator["ToolRegistry"]:
+        """Tag tools added inside the block with `source`; `plugin` tools honour `disabled`."""
+        previous = self._source, self._from_plugin
+        self._source, self._from_plugin = source, plugin
         try:
             yield self
         finally:
-            self._source = previous
+            self._source, self._from_plugin = previous
 
     # ---- reading ------------------------------------------------------------------
 

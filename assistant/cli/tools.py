@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 
@@ -36,6 +37,8 @@ def list_tools(args: argparse.Namespace) -> int:
         registry = _registry(args)
         async with registry:
             rows = [(signature(t.name, t.parameters), t.source, t.description) for t in registry.tools()]
+            for problem in registry.problems:
+                print(f"warning: {problem}", file=sys.stderr)
             return registry.schemas_json(), rows
 
     schemas_json, rows = asyncio.run(collect())

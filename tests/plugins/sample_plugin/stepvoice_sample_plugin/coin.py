@@ -1,0 +1,8 @@
+"""An entry point may also name a single @tool function."""
+from tools import tool
+
+
+@tool
+def flip_coin() -> str:
+    """Flip a coin."""
+    return "heads"
