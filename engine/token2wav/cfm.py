@@ -19,7 +19,7 @@ from engine.token2wav.dit import DiT, DiTCache
 
 def draw_noise(channels: int, frames: int, seed: int) -> torch.Tensor:
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    return torch.randn(1, channels, frames, generator=generator)
+    return torch.randn(1, channels, frames, generator=generator, device="cpu")
 
 
 class CausalConditionalCFM(nn.Module):
