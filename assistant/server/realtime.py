@@ -145,6 +145,7 @@ class RealtimeConnection:
         self._items: dict[str, str] = {}  # item id -> type, for truncate and errors
         self._last_reply_item: OutputItem | None = None
         self._response: asyncio.Task | None = None
+        self._response_run: _ResponseRun | None = None
         self._cancel: asyncio.Event | None = None
         self._cancel_reason = "client_cancelled"
         self._vad = None
@@ -386,13 +387,14 @@ class RealtimeConnection:
         audio_end_ms = require(event, "audio_end_ms", int)
         if item_id not in self._items:
             raise ProtocolError(f"no item {item_id!r} in this conversation", "item_not_found", "item_id", eid)
+        if self.responding and self._response_run is not None and self._response_run.current is not None \
+                and self._response_run.current.id == item_id:
+            await self._cancel_response("client_cancelled")  # the client stopped playing the reply in progress
         last = self._last_reply_item
         if last is None or last.id != item_id:
             raise ProtocolError("only the latest assistant reply can be truncated", "invalid_value", "item_id", eid)
         if audio_end_ms < 0:
             raise ProtocolError("audio_end_ms must be >= 0", "invalid_value", "audio_end_ms", eid)
-        if self.responding:
-            await self._cancel_response("client_cancelled")
         played = min(audio_end_ms, int(last.audio_ms)) if last.kind == "audio" else audio_end_ms
         self._ensure_session().truncate_last_reply(played / 1000.0)
         await self.send(server_event("conversation.item.truncated", item_id=item_id, content_index=content_index,
@@ -444,7 +446,7 @@ class RealtimeConnection:
         user_input = Message("human", list(parts)) if parts else None
         self._cancel = asyncio.Event()
         self._cancel_reason = "client_cancelled"
-        run = _ResponseRun(self, new_id("resp"), list(mods))
+        run = self._response_run = _ResponseRun(self, new_id("resp"), list(mods))
         self._response = asyncio.create_task(run.run(session, user_input, reply, self._cancel))
         await asyncio.sleep(0)  # let response.created go out before the next client event is handled
 
