@@ -287,3 +287,18 @@ def test_sync_tools_do_not_block_the_event_loop():
 
     go(main())
     assert len(ticks) == 5 and ticks[-1] - ticks[0] < 0.39
+
+
+def test_neutralize_is_idempotent():
+    once = neutralize(HOSTILE)
+    assert neutralize(once) == once
+
+
+def test_calls_parsed_from_model_text_run(reg, ctx):
+    from engine.toolcall import parse_tool_calls
+
+    _, calls = parse_tool_calls('<tool_call>function\nadd\n{"a": 40, "b": 2}</tool_call>'
+                                '<tool_call>function\nadd\n{"a": 1}</tool_call>')
+    ok, bad = go(run_many(calls, ctx, reg))
+    assert ok.ok and ok.data == 42
+    assert not bad.ok and "b: missing (required)" in bad.content
