@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import importlib
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -17,34 +14,6 @@ from engine.events import TextDelta, TurnEnd
 from engine.generate import Generation
 from engine.messages import Audio, Message, Text
 from engine.options import GenerationOptions
-
-
-@pytest.fixture(autouse=True)
-def event_decoder(monkeypatch):
-    """The real engine.stream_decode when it exists; until then a minimal stand-in."""
-    try:
-        importlib.import_module("engine.stream_decode")
-        return
-    except ImportError:
-        pass
-    from engine.events import SpeechCodes
-
-    class StandIn:
-        def __init__(self, tokenizer, reply="text"):
-            self.tok = tokenizer
-
-        def push(self, token_id):
-            if self.tok.is_text(token_id):
-                return [TextDelta(self.tok.decode([token_id]))]
-            code = self.tok.code_of(token_id)
-            return [SpeechCodes((code,))] if code is not None else []
-
-        def finish(self):
-            return []
-
-    module = types.ModuleType("engine.stream_decode")
-    module.EventDecoder = StandIn
-    monkeypatch.setitem(sys.modules, "engine.stream_decode", module)
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +137,10 @@ def test_think_flow_resumes_into_speech(backend):
     tok = copy.copy(backend.tokenizer)
     tok.think_end_id = ids[3]  # pretend the model closes its thought at step 4
     b = LocalBackend(backend.model, tok)
-    end = run(b, HELLO, opts)[-1]
+    events = run(b, HELLO, opts)
+    end = events[-1]
     first = ids.index(ids[3])
+
     resume = b._think_resume_ids()
     assert resume[-1] == tok.tts_start_id
     got = list(end.token_ids)
@@ -196,3 +167,50 @@ def test_text_only_message_helper(backend):
     msgs = [Message("human", [Text("hi")])]
     end = run(backend, msgs, GenerationOptions(max_new_tokens=3, temperature=0))[-1]
     assert len(end.token_ids) == 3
+
+
+class ScriptedLogits:
+    """Stands in for StepAudio2 inside Generation: each model call returns logits whose
+    argmax is the next id of a script (one call per generated token)."""
+
+    def __init__(self, model, script):
+        self.config, self.device, self.script, self.calls = model.config, model.device, list(script), []
+
+    def new_cache(self):
+        return None
+
+    def __call__(self, x, mels=None, starts=None, past_key_values=None, position_ids=None, logits_to_keep=0):
+        import torch
+
+        self.calls.append(x[0].tolist())
+        logits = torch.zeros(1, 1, self.config.text_config.vocab_size)
+        logits[0, 0, self.script[len(self.calls) - 1]] = 1.0
+        return logits
+
+
+def test_think_then_speech_events(backend):
+    """A thought, `</think>`, then a TA4 spoken answer: think text, speech text and codes."""
+    tok = backend.tokenizer
+    thought = tok.encode("so I think")
+    answer_text = tok.encode("ok")
+    codes = [5, 6, 7, 8, 9]
+    ta4 = [answer_text[0]] + [tok.id_of_code(c) for c in codes[:4]]
+    ta4 += [answer_text[1] if len(answer_text) > 1 else tok.tts_pad_id, tok.id_of_code(codes[4])]
+    ta4 += [tok.tts_end_id]
+    script = thought + [tok.think_end_id] + ta4 + [tok.eot_id]
+    fake_model = ScriptedLogits(backend.model, script)
+    b = LocalBackend(fake_model, tok)
+    opts = GenerationOptions(max_new_tokens=50, temperature=0, repetition_penalty=1.0, reply="think")
+    events = run(b, HELLO, opts)
+    end = events[-1]
+    assert end.reason == "stop"
+    resume = b._think_resume_ids()
+    assert list(end.token_ids) == thought + [tok.think_end_id] + resume + ta4
+    # The resume ids were fed to the model together with </think> in one call.
+    assert fake_model.calls[len(thought) + 1] == [tok.think_end_id] + resume
+    think = "".join(e.text for e in events if isinstance(e, TextDelta) and e.channel == "think")
+    speech = "".join(e.text for e in events if isinstance(e, TextDelta) and e.channel == "speech")
+    assert think.strip() == "so I think" and speech == "ok"
+    assert not [e for e in events if isinstance(e, TextDelta) and e.channel == "text"]
+    got_codes = [c for e in events if type(e).__name__ == "SpeechCodes" for c in e.codes]
+    assert got_codes == codes
