@@ -302,3 +302,16 @@ def test_calls_parsed_from_model_text_run(reg, ctx):
     ok, bad = go(run_many(calls, ctx, reg))
     assert ok.ok and ok.data == 42
     assert not bad.ok and "b: missing (required)" in bad.content
+
+
+def test_a_timeout_inside_the_tool_is_not_reported_as_our_limit():
+    reg = ToolRegistry()
+
+    @tool
+    async def impatient() -> str:
+        """Raise a timeout of its own at once."""
+        raise TimeoutError("socket timed out")
+
+    reg.add(impatient)
+    r = go(run(ToolCall("impatient", {}), ToolContext(config=ToolsConfig(timeout_s=30)), reg))
+    assert not r.ok and r.content == "error: impatient failed: its service did not answer in time."

@@ -65,6 +65,9 @@ async def run(call: ToolCall, context: ToolContext, registry: ToolRegistry) -> T
         log.error("tool %s raised CancelledError on its own", name, exc_info=True)
         return done(f"error: {name} failed with an internal error.", False)
     except asyncio.TimeoutError:
+        if time.perf_counter() - start < timeout:  # the tool's own request timed out, not our limit
+            log.warning("tool %s: a request of its own timed out", name, exc_info=True)
+            return done(f"error: {name} failed: its service did not answer in time.", False)
         return done(f"error: {name} timed out after {timeout:g} s and was stopped; it gave no result.", False)
     except (ToolError, StepvoiceError) as e:  # messages written for people: the model may read them
         message = e.message if isinstance(e, ToolError) else str(e)
