@@ -63,6 +63,8 @@ class _TagScanner:
     def __init__(self, thinking: bool) -> None:
         self.state = "think" if thinking else "plain"
         self.buf = ""
+        # whitespace right after </think> ("\n\n" before the answer) is layout, not content
+        self.after_think = False
 
     def feed(self, text: str, channel: str) -> list[EngineEvent]:
         self.buf += text
@@ -89,6 +91,7 @@ class _TagScanner:
                 self._emit(out, self.buf[:i], "think")
                 self.buf = self.buf[i + len(THINK_END):]
                 self.state = "plain"
+                self.after_think = True
             else:  # inside a tool call
                 end, kind = scan_call_end(self.buf, 0)
                 if end < 0:
@@ -108,6 +111,20 @@ class _TagScanner:
         if self.state == "plain" and self.buf:
             self._emit(out, self.buf, channel)
             self.buf = ""
+        self.after_think = False
+        return out
+
+    def set_thinking(self, thinking: bool, channel: str) -> list[EngineEvent]:
+        """A `<think>` / `</think>` given as its own token id (whatever its text)."""
+        out: list[EngineEvent] = []
+        if thinking and self.state == "plain":
+            out = self.flush_plain(channel)
+            self.state = "think"
+        elif not thinking and self.state == "think":
+            self._emit(out, self.buf, "think")
+            self.buf = ""
+            self.state = "plain"
+            self.after_think = True
         return out
 
     def finish(self, channel: str) -> list[EngineEvent]:
@@ -122,8 +139,12 @@ class _TagScanner:
         self.state = "plain"
         return out
 
-    @staticmethod
-    def _emit(out: list[EngineEvent], text: str, channel: str) -> None:
+    def _emit(self, out: list[EngineEvent], text: str, channel: str) -> None:
+        if self.after_think and channel != "think":
+            text = text.lstrip()
+            if not text:
+                return
+            self.after_think = False
         if text:
             out.append(TextDelta(text, channel))  # type: ignore[arg-type]
 
@@ -160,6 +181,9 @@ class EventDecoder:
         if code is not None:
             self._pending_codes.append(code)
             return self._record(self._flush_codes() if len(self._pending_codes) >= TA4_GROUP else [])
+        if token_id in (tok.think_start_id, tok.think_end_id):
+            events = self._flush_text()
+            return self._record(events + self._tags.set_thinking(token_id == tok.think_start_id, self._channel))
         if tok.is_text(token_id):
             events = self._flush_codes()
             text = self._detok.push(token_id)
@@ -189,20 +213,19 @@ class EventDecoder:
         if self.finished:
             return []
         self.finished = True
-        events = self._flush_codes()
-        text = self._detok.flush()
-        if text:
-            events += self._tags.feed(text, self._channel)
-        events += self._tags.finish(self._channel)
+        events = self._flush_text() + self._tags.finish(self._channel)
         return self._record(events)
 
     # ---- internals ---------------------------------------------------------------
-    def _switch(self, channel: str) -> list[EngineEvent]:
+    def _flush_text(self) -> list[EngineEvent]:
         events = self._flush_codes()
         text = self._detok.flush()
         if text:
             events += self._tags.feed(text, self._channel)
-        events += self._tags.flush_plain(self._channel)
+        return events
+
+    def _switch(self, channel: str) -> list[EngineEvent]:
+        events = self._flush_text() + self._tags.flush_plain(self._channel)
         self._channel = channel
         return events
 

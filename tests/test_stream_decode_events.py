@@ -149,8 +149,30 @@ def test_think_reply(tok):
     d = EventDecoder(tok, "think")
     events = flat(push_each(d, ids))
     assert texts(events, "think") == thought
-    assert texts(events, "text") == "\n\nHello!"
+    assert texts(events, "text") == "Hello!"  # the blank line after </think> is layout
     assert d.think_text == thought
+
+
+def test_think_resume_ids_lead_into_speech(tok):
+    # what the local engine pushes: thought, </think>, "\n\n", <tts_start>, then TA4
+    ids = (tok.encode("plan the answer") + [tok.think_end_id] + tok.encode("\n\n") + [tok.tts_start_id]
+           + ta4_interleave(tok.encode("Sure"), tok.ids_of_codes([3, 4, 5]), tok) + [tok.tts_end_id])
+    events = decode_all(tok, ids, "think")
+    kinds = [(type(e).__name__, getattr(e, "channel", None)) for e in events]
+    runs = [k for n, k in enumerate(kinds) if n == 0 or kinds[n - 1] != k]
+    assert runs[:3] == [("TextDelta", "think"), ("TextDelta", "speech"), ("SpeechCodes", None)]
+    assert ("TextDelta", "text") not in kinds and ("TextDelta", "think") not in runs[1:]
+    assert texts(events, "think") == "plan the answer" and texts(events, "speech") == "Sure"
+
+
+def test_think_markers_by_id_whatever_their_text(tok):
+    import copy
+
+    other = copy.copy(tok)
+    other.think_end_id = tok.encode("!")[0]  # a checkpoint whose </think> id decodes differently
+    ids = tok.encode("deep thought") + [other.think_end_id] + tok.encode("answer")
+    events = decode_all(other, ids, "think")
+    assert texts(events, "think") == "deep thought" and texts(events, "text") == "answer"
 
 
 def test_think_block_inside_text_reply(tok):
