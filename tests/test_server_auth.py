@@ -77,9 +77,11 @@ def test_clients_without_the_token_are_refused(guarded):
     asyncio.run(go())
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(guarded.http_base + "/v1/voices", timeout=10)
+    e.value.close()
     assert e.value.code == 401
     req = urllib.request.Request(guarded.http_base + "/v1/voices", headers={"Authorization": "Bearer s3cret"})
-    assert json.loads(urllib.request.urlopen(req, timeout=10).read())["voices"] == ["default", "narrator"]
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert json.loads(r.read())["voices"] == ["default", "narrator"]
 
 
 def test_cli_refuses_a_public_address_without_a_token(tmp_path):
