@@ -90,6 +90,7 @@ class VoiceLoop:
         self._turns = 0
         self._input_ended = False
         self._line_open = False  # a reply line is being printed
+        self._last_block_at = 0.0
 
     # ---- public ----------------------------------------------------------------------
 
@@ -144,12 +145,28 @@ class VoiceLoop:
     # ---- listening ---------------------------------------------------------------------
 
     async def _listen(self) -> None:
+        watchdog = asyncio.create_task(self._watch_input(), name="voice-watchdog")
+        try:
+            while True:
+                try:
+                    block = await self.audio.read()
+                except EndOfInput:
+                    return
+                self._last_block_at = self.audio.clock()
+                self._hear(block)
+        finally:
+            watchdog.cancel()
+
+    async def _watch_input(self) -> None:
+        """A device that silently stops delivering is as lost as one that reports an error."""
+        limit = self.config.stall_timeout_s
+        self._last_block_at = self.audio.clock()
         while True:
-            try:
-                block = await self.audio.read(timeout=self.config.stall_timeout_s)
-            except EndOfInput:
+            await asyncio.sleep(min(0.5, limit / 2))
+            if self.audio.clock() - self._last_block_at > limit:
+                self.audio.report(DeviceLost(f"{self.audio.description}: no audio from the input device "
+                                             f"for {limit:.1f} s"))
                 return
-            self._hear(block)
 
     def _hear(self, block: MicBlock) -> None:
         if not self._mic_open(block.t):

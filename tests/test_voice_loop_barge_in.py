@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 
 import numpy as np
 import pytest
@@ -11,16 +12,33 @@ import pytest
 from assistant.audio_io.inprocess import InProcessAudio
 from assistant.endpointing import EndpointConfig
 from assistant.voice_loop import VoiceLoop, VoiceLoopConfig
+from engine.messages import Speech, Text
 from voice_loop_support import SAMPLES_PER_CODE, espeak, make_session, silence
 
 pytestmark = pytest.mark.timeout(60)
 OUT_RATE = 24000
+REPLY = "Here is a very long answer that goes on and on and on for a while."
+
+
+def _assert_history_holds_only_what_was_heard(session, played_s, codes):
+    roles = [m.role for m in session.history]
+    assert roles == ["human", "assistant", "human", "assistant"]
+    speech = session.history[1].content[0]
+    assert isinstance(speech, Speech)
+    heard = math.ceil(played_s * 25 - 1e-9)  # 25 codes per second
+    assert 0 < heard < len(codes)
+    assert speech.codes == tuple(codes[:heard])
+    # the scripted engine speaks one word before each group of 4 codes (TA4)
+    words = REPLY.split(" ")
+    spoken = math.ceil(heard / 4)
+    assert speech.text.strip() == " ".join(words[:spoken])
+    assert session.history[3].content == [Text("Sure, I stopped.")]
 
 
 def _run_barge_in(after_playback_s: float, delay_ms: float):
     codes = list(range(200, 300))  # 4 s of reply
     session, backend = make_session([
-        {"text": "Here is a very long answer that goes on and on and on for a while.", "speech_codes": codes,
+        {"text": REPLY, "speech_codes": codes,
          "delay_ms": delay_ms},
         {"text": "Sure, I stopped."},
     ])
@@ -58,6 +76,7 @@ def test_barge_in_stops_playback_within_100_ms_and_cancels_generation():
     assert np.abs(out[out_at_injection + int(0.1 * OUT_RATE):]).max() < 1e-6
     assert 0.3 < first.played_s < 1.0
     assert first.played_s * OUT_RATE < len(codes) * SAMPLES_PER_CODE
+    _assert_history_holds_only_what_was_heard(session, first.played_s, codes)
 
 
 def test_barge_in_after_generation_finished_still_truncates():
@@ -67,4 +86,4 @@ def test_barge_in_after_generation_finished_still_truncates():
     assert first.interrupted and first.end_reason == "stop"
     _, played_at_injection, _ = audio.injections[0]
     assert first.played_s * OUT_RATE - played_at_injection <= 0.1 * OUT_RATE
-    assert session.truncations == [pytest.approx(first.played_s)]
+    _assert_history_holds_only_what_was_heard(session, first.played_s, codes)

@@ -29,7 +29,8 @@ def test_one_spoken_turn_is_detected_answered_played_and_traced(tmp_path):
 
     # the turn: the session got the utterance (the speech, with pre-roll, as 16 kHz samples)
     assert len(backend.requests) == 1
-    heard = session.heard[0]
+    assert session.history[0].role == "human"
+    heard = session.history[0].content[0].samples
     assert len(speech) <= len(heard) <= len(speech) + 0.6 * 16000
     # the reply was played: every code's audio reached the speaker, in order
     played = audio.output

@@ -89,41 +89,26 @@ class _ToneStream:
         return np.zeros(0, np.float32)
 
 
-class _StandInSession:
-    """Temporary stand-in with assistant.session.Session's respond() interface (until it lands)."""
+class ToneVoiceBank:
+    """Just enough of a voice bank for the Session to ask for a voice prompt."""
 
-    def __init__(self, backend, token2wav):  # noqa: ANN001
-        self.backend, self.token2wav = backend, token2wav
-        self.heard: list[np.ndarray] = []
-        self.history: list = []
-        self.truncations: list[float] = []
+    def __init__(self, t2w: ToneToken2Wav):
+        self.t2w = t2w
 
-    async def respond(self, user_input, *, reply=None, cancel=None):  # noqa: ANN001
-        import asyncio
+    def prompt(self, name: str):  # noqa: ANN201
+        return self.t2w.prepare_voice(np.zeros(16000, np.float32))
 
-        from engine.events import AudioChunk, SpeechCodes
-        from engine.messages import Audio, Message
-        from engine.options import GenerationOptions
-
-        self.heard.append(user_input)
-        self.history.append(Message("human", [Audio(user_input)]))
-        stream = self.token2wav.stream(None)
-        async for ev in self.backend.generate(self.history, GenerationOptions(reply=reply or "text"), cancel):
-            yield ev
-            if isinstance(ev, SpeechCodes):
-                pcm = await asyncio.to_thread(stream.push, list(ev.codes))
-                yield AudioChunk(pcm, 24000)
-
-    def truncate_last_reply(self, played_s: float) -> None:
-        self.truncations.append(played_s)
+    def get(self, name: str):  # noqa: ANN201
+        return name
 
 
 def make_session(replies: list, synth_delay_s: float = 0.0):
-    """(session, scripted backend) for `replies` (ScriptedBackend YAML form), speaking through
-    `ToneToken2Wav`."""
+    """(assistant.session.Session, scripted backend) for `replies` (ScriptedBackend YAML form),
+    speaking through `ToneToken2Wav`."""
+    from assistant.session import Session
     from engine.backends.scripted import ScriptedBackend
 
     backend = ScriptedBackend.from_data({"replies": replies})
     t2w = ToneToken2Wav(synth_delay_s)
-    session = _StandInSession(backend, t2w)
+    session = Session(backend, token2wav=t2w, voice_bank=ToneVoiceBank(t2w), voice="test")
     return session, backend

@@ -53,18 +53,21 @@ class AudioBackend(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
-    async def read(self, timeout: float | None = None) -> MicBlock:
-        """The next mic block. Raises `DeviceLost` when the device fails (or stalls past
-        `timeout` seconds) and `EndOfInput` when a finite source is exhausted."""
+    async def read(self) -> MicBlock:
+        """The next mic block. Raises `DeviceLost` when the device fails and `EndOfInput`
+        when a finite source is exhausted."""
         if self._blocks is None:
             raise AudioError(f"{self.description}: read() before start()")
-        try:
-            item = await asyncio.wait_for(self._blocks.get(), timeout)
-        except asyncio.TimeoutError:
-            raise DeviceLost(f"{self.description}: no audio from the input device for {timeout:.1f} s") from None
+        # no asyncio.wait_for here: on 3.11 it can swallow a cancel that races a new block;
+        # stalls are reported through report() by the voice loop's watchdog instead
+        item = await self._blocks.get()
         if isinstance(item, BaseException):
             raise item
         return item
+
+    def report(self, error: BaseException) -> None:
+        """Make the next `read()` raise `error` (device failures, a stalled input)."""
+        self._deliver(error)
 
     def _deliver(self, item: MicBlock | BaseException) -> None:
         if self._blocks is not None:
