@@ -128,3 +128,9 @@ def test_missing_files_and_folder(tmp_path):
     (tmp_path / "tokenizer.json").write_text("{ not json")
     with pytest.raises(CheckpointError, match="tokenizer.json"):
         load_tokenizer(tmp_path)
+
+
+def test_fake_files_are_deterministic(tok_dir, tmp_path):
+    write_fake_tokenizer(tmp_path)
+    for name in ("vocab.json", "merges.txt", "tokenizer.json", "added_tokens.json", "tokenizer_config.json"):
+        assert (tmp_path / name).read_bytes() == (tok_dir / name).read_bytes(), name
