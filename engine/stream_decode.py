@@ -16,6 +16,8 @@ Control ids (`<|BOT|>`, `<|EOT|>`, `<|endoftext|>`, audio input markers) emit no
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 from engine.events import EngineEvent, SpeechCodes, TextDelta, ToolCall
 from engine.tokenizer import THINK_END, THINK_START, StepTokenizer
 from engine.toolcall import CLOSE, OPEN, parse_call, parse_tool_calls, scan_call_end
@@ -196,7 +198,7 @@ class EventDecoder:
             return self._record(self._switch("text"))
         return []  # pads, BOT/EOT, endoftext, audio-input markers
 
-    def push_many(self, token_ids) -> list[EngineEvent]:
+    def push_many(self, token_ids: Iterable[int]) -> list[EngineEvent]:
         events: list[EngineEvent] = []
         for token_id in token_ids:
             events += self.push(token_id)
@@ -251,7 +253,7 @@ class EventDecoder:
         return events
 
 
-def decode_all(tokenizer: StepTokenizer, token_ids, reply: str = "text") -> list[EngineEvent]:
+def decode_all(tokenizer: StepTokenizer, token_ids: Iterable[int], reply: str = "text") -> list[EngineEvent]:
     """Every event of a finished id sequence (for tests and non-streaming callers)."""
     decoder = EventDecoder(tokenizer, reply)
     return decoder.push_many(token_ids) + decoder.finish()
