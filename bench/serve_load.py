@@ -1,0 +1,174 @@
+"""Load on `stepvoice serve`: N concurrent Realtime sessions for D seconds on loopback.
+
+    .venv/bin/python bench/serve_load.py [--sessions 20] [--seconds 300] [--pause 2.0] [--codes 25]
+
+Starts the real server (`python -m assistant serve`) with the scripted engine
+and a token2wav folder (default: the fake `tiny` one, written to a temp dir;
+`--token2wav DIR` for another), then runs N clients at once. Each client
+configures audio in and out, and loops: 1 s of PCM16 24 kHz input in 100 ms
+appends, commit, `response.create`, read the spoken reply to `response.done`,
+pause. It reports errors (error events, failed responses, dropped
+connections; goal 0), first-audio latency (response.create -> first
+`response.output_audio.delta`: p50/p99) and the server's resident memory
+(RSS) after start-up, at its peak and at the end, with end/start as a ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from websockets.asyncio.client import connect
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, math.ceil(q / 100 * len(v)) - 1))]
+
+
+def write_script(path: Path, replies: int, codes: int) -> None:
+    reply = {"text": "This is a spoken reply from the load test.", "speech_codes": [(7 * i) % 6561 for i in range(codes)]}
+    path.write_text(json.dumps({"replies": [reply] * replies}))  # JSON is YAML
+
+
+def start_server(script: Path, token2wav: Path, home: Path) -> tuple[subprocess.Popen, int]:
+    env = {**os.environ, "STEPVOICE_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    env.pop("STEPVOICE_TOKEN", None)
+    proc = subprocess.Popen([sys.executable, "-m", "assistant", "serve", "--port", "0", "--no-tools",
+                             "--model", f"scripted:{script}", "--token2wav", str(token2wav)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    line = proc.stdout.readline()
+    m = re.search(r"ws://127\.0\.0\.1:(\d+)/v1/realtime", line)
+    if not m:
+        proc.kill()
+        raise SystemExit(f"server did not start: {line!r} {proc.stderr.read()[-2000:]}")
+    return proc, int(m.group(1))
+
+
+async def client(port: int, deadline: float, pause: float, stats: dict) -> None:
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(24000) / 24000) * 32767).astype("<i2")
+    import base64
+
+    chunks = [base64.b64encode(c.tobytes()).decode() for c in np.split(tone, 10)]
+    try:
+        async with connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None) as ws:
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "type": "realtime", "output_modalities": ["audio"],
+                "audio": {"input": {"turn_detection": None}}}}))
+            while time.perf_counter() < deadline:
+                for c in chunks:
+                    await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": c}))
+                await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+                t0 = time.perf_counter()
+                await ws.send(json.dumps({"type": "response.create"}))
+                first = None
+                samples = 0
+                while True:
+                    ev = json.loads(await asyncio.wait_for(ws.recv(), 120))
+                    if ev["type"] == "error":
+                        stats["errors"].append(ev["error"]["message"])
+                    elif ev["type"] == "response.output_audio.delta":
+                        if first is None:
+                            first = time.perf_counter() - t0
+                        samples += len(ev["delta"]) * 3 // 8  # base64 -> bytes -> int16 samples
+                    elif ev["type"] == "response.done":
+                        if ev["response"]["status"] != "completed":
+                            stats["errors"].append(f"response {ev['response']['status']}: {ev['response'].get('status_details')}")
+                        break
+                if first is None:
+                    stats["errors"].append("a response without audio")
+                else:
+                    stats["first_audio"].append(first)
+                stats["turns"] += 1
+                stats["audio_s"] += samples / 24000
+                await asyncio.sleep(pause)
+    except Exception as e:  # a dropped connection or a stalled server counts as an error
+        stats["errors"].append(f"{type(e).__name__}: {e}")
+
+
+async def drive(port: int, sessions: int, seconds: float, pause: float, pid: int) -> dict:
+    stats = {"errors": [], "first_audio": [], "turns": 0, "audio_s": 0.0, "peak_rss_mb": rss_mb(pid)}
+    deadline = time.perf_counter() + seconds
+
+    async def watch():
+        while True:
+            stats["peak_rss_mb"] = max(stats["peak_rss_mb"], rss_mb(pid))
+            await asyncio.sleep(0.5)
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.gather(*(client(port, deadline, pause, stats) for _ in range(sessions)))
+    watcher.cancel()
+    return stats
+
+
+def run(sessions: int = 20, seconds: float = 300, pause: float = 2.0, codes: int = 25, token2wav: str | None = None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        t2w = Path(token2wav) if token2wav else None
+        if t2w is None:
+            from engine.token2wav.fake import write_fake_token2wav
+
+            t2w = write_fake_token2wav(tmp / "token2wav", "tiny")
+        write_script(tmp / "script.yaml", replies=int(seconds / max(pause, 0.05)) + 20, codes=codes)
+        proc, port = start_server(tmp / "script.yaml", t2w, tmp / "home")
+        try:
+            start_rss = rss_mb(proc.pid)
+            t = time.perf_counter()
+            stats = asyncio.run(drive(port, sessions, seconds, pause, proc.pid))
+            wall = time.perf_counter() - t
+            end_rss = rss_mb(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    fa = stats["first_audio"]
+    return {
+        "sessions": sessions, "seconds": seconds, "wall_s": round(wall, 1), "turns": stats["turns"],
+        "audio_out_s": round(stats["audio_s"], 1), "errors": len(stats["errors"]), "error_examples": stats["errors"][:5],
+        "first_audio_p50_ms": round(1000 * statistics.median(fa), 1) if fa else None,
+        "first_audio_p99_ms": round(1000 * percentile(fa, 99), 1) if fa else None,
+        "rss_start_mb": round(start_rss, 1), "rss_peak_mb": round(stats["peak_rss_mb"], 1), "rss_end_mb": round(end_rss, 1),
+        "rss_end_over_start": round(end_rss / start_rss, 3),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sessions", type=int, default=20)
+    p.add_argument("--seconds", type=float, default=300)
+    p.add_argument("--pause", type=float, default=2.0, help="seconds between a reply's end and the next turn")
+    p.add_argument("--codes", type=int, default=25, help="speech codes per reply (25 = 1 s of audio)")
+    p.add_argument("--token2wav", default=None, help="token2wav folder (default: a fake tiny one)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    r = run(args.sessions, args.seconds, args.pause, args.codes, args.token2wav)
+    if args.json:
+        print(json.dumps(r))
+        return
+    print(f"{r['sessions']} sessions x {r['seconds']:g} s on loopback (scripted engine, token2wav fake tiny unless --token2wav)")
+    print(f"  turns {r['turns']}, reply audio {r['audio_out_s']} s, errors {r['errors']} {r['error_examples'] or ''}")
+    print(f"  first audio: p50 {r['first_audio_p50_ms']} ms, p99 {r['first_audio_p99_ms']} ms")
+    print(f"  server RSS: start {r['rss_start_mb']} MB, peak {r['rss_peak_mb']} MB, end {r['rss_end_mb']} MB "
+          f"(end/start {r['rss_end_over_start']})")
+
+
+if __name__ == "__main__":
+    main()
