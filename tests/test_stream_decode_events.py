@@ -228,3 +228,26 @@ def test_invalid_utf8_is_released_not_held_forever(tok):
 def test_bad_reply_mode(tok):
     with pytest.raises(ValueError):
         EventDecoder(tok, "sing")
+
+
+def summary(events):
+    """What a consumer keeps: text per channel, calls, codes (delta boundaries do not matter)."""
+    return (texts(events, "text"), texts(events, "speech"), texts(events, "think"),
+            [(e.name, e.arguments, e.error) for e in events if isinstance(e, ToolCall)],
+            [c for e in events if isinstance(e, SpeechCodes) for c in e.codes])
+
+
+def test_results_do_not_depend_on_token_boundaries(tok):
+    import random
+
+    text = ('Let me check 天气 😀 for you. <tool_call>function\nget_weather\n{"location": "São Paulo", '
+            '"note": "a </tool_call> inside"}</tool_call> Then <think>hmm, 想一想</think>done <b> & <tool_ ok.')
+    reference = summary(decode_all(tok, tok.encode(text), "text"))
+    assert reference[3] == [("get_weather", {"location": "São Paulo", "note": "a </tool_call> inside"}, None)]
+    assert reference[2] == "hmm, 想一想"
+    rng = random.Random(0)
+    for _ in range(25):
+        cuts = sorted(rng.sample(range(1, len(text)), 12))
+        pieces = [text[a:b] for a, b in zip([0] + cuts, cuts + [len(text)])]
+        ids = [i for p in pieces for i in tok.encode(p)]
+        assert summary(decode_all(tok, ids, "text")) == reference, pieces
