@@ -317,8 +317,9 @@ class VoiceLoop:
             self.on_event(event)
         self._end_line()
         if isinstance(event, Interrupted):
-            print(f"[interrupted after {event.played_s:.2f} s]", file=self.out, flush=True)
-        self._log({"type": "interrupted", "played_s": getattr(event, "played_s", 0.0)})
+            why = "" if event.reason == "barge-in" else f" ({event.reason})"
+            print(f"[interrupted after {event.played_s:.2f} s{why}]", file=self.out, flush=True)
+            self._log({"type": "interrupted", "played_s": event.played_s, "reason": event.reason})
 
     def _end_line(self) -> None:
         if self._line_open:
