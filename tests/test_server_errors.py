@@ -126,3 +126,40 @@ def test_second_response_while_one_runs_is_refused_and_cancel_works():
         asyncio.run(go())
     finally:
         server.close()
+
+
+def test_failures_inside_the_server_become_error_events():
+    from engine.errors import StepvoiceError
+
+    class Broken(FakeFactory):
+        def build(self, settings, previous):
+            if settings.voice == "narrator":
+                raise StepvoiceError("voice 'narrator' has no prepared prompt")
+            if settings.instructions == "crash":
+                raise RuntimeError("boom")
+            return super().build(settings, previous)
+
+    server = LoopbackServer(Broken([{"text": "fine"}]))
+    try:
+        async def go():
+            async with connect(server.ws_base + "/realtime") as ws:
+                await next_event(ws)
+                await ws.send(json.dumps({"type": "session.update", "session": {"audio": {"output": {"voice": "narrator"}}}}))
+                assert (await next_event(ws))["type"] == "session.updated"
+                ev = await expect_error(ws, json.dumps({"type": "response.create"}), "invalid_value")
+                assert "no prepared prompt" in ev["error"]["message"]
+                await ws.send(json.dumps({"type": "session.update", "session": {"instructions": "crash",
+                                                                                "audio": {"output": {"voice": "default"}}}}))
+                assert (await next_event(ws))["type"] == "session.updated"
+                ev = await expect_error(ws, json.dumps({"type": "response.create"}), "server_error")
+                assert ev["error"]["type"] == "server_error" and "boom" in ev["error"]["message"]
+                await ws.send(json.dumps({"type": "session.update", "session": {"instructions": "be nice",
+                                                                                "output_modalities": ["text"]}}))
+                assert (await next_event(ws))["type"] == "session.updated"
+                await ws.send(json.dumps({"type": "response.create"}))
+                while (ev := await next_event(ws))["type"] != "response.done":
+                    assert ev["type"] != "error"
+                assert ev["response"]["status"] == "completed"
+        asyncio.run(go())
+    finally:
+        server.close()

@@ -121,7 +121,8 @@ def server_event(etype: str, **fields: Any) -> dict[str, Any]:
 
 
 def error_event(err: ProtocolError) -> dict[str, Any]:
-    error: dict[str, Any] = {"type": "invalid_request_error", "code": err.code, "message": str(err)}
+    kind = "server_error" if err.code == "server_error" else "invalid_request_error"
+    error: dict[str, Any] = {"type": kind, "code": err.code, "message": str(err)}
     if err.param:
         error["param"] = err.param
     if err.event_id:

@@ -28,6 +28,7 @@ from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 import numpy as np
 
+from engine.errors import StepvoiceError
 from engine.events import AudioChunk, TextDelta, ToolCall, ToolResult, TurnEnd, VoiceChanged
 from engine.messages import Audio, Message, Text
 from assistant.server.protocol import (
@@ -168,6 +169,11 @@ class RealtimeConnection:
             await handler(event)
         except ProtocolError as e:
             await self.send(error_event(e))
+        except StepvoiceError as e:  # e.g. a voice the session cannot load: the client hears why
+            await self.send(error_event(ProtocolError(str(e), "invalid_value")))
+        except Exception as e:  # a bug must not take the connection down with it
+            log.exception("failed to handle a client event")
+            await self.send(error_event(ProtocolError(f"server error: {type(e).__name__}: {e}", "server_error")))
 
     async def close(self) -> None:
         task = self._response
