@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import soundfile as sf
 
-from engine.errors import AudioError
+from engine.errors import AudioError, ConfigError
 from retrieval import Retriever
 from retrieval.store import StoreConfig
 from voice_bank.attributes import agreement, attributes
@@ -70,6 +70,7 @@ class VoiceBank:
                                checkpoint=checkpoint, index_dir=self.root / ".index",
                                store_config=StoreConfig(approx_threshold=1_000_000))  # banks stay small: exact
         self._prompts: dict[str, Any] = {}  # name -> VoicePrompt, this bank's in-memory cache
+        self._reconciled: set[str] = set()  # stores checked against the voice folders
         self._lock = threading.RLock()
         if starter and not (self.root / STARTER_MARK).exists():
             self.install_starter()
@@ -132,16 +133,56 @@ class VoiceBank:
                 raise
             return voice
 
-    def _index_voice(self, voice: Voice, speaker: np.ndarray, text_vec: np.ndarray) -> None:
+    # ----- the bank's two indexes (derived from the voice folders) ----------------------
+    def _text_store(self):
+        try:
+            return self.index.text_store
+        except ConfigError:  # built with another text embedder: it is derived data, so rebuild it
+            for f in (self.root / ".index").glob("text.*"):
+                f.unlink()
+            self._reconciled.discard("text")
+            return self.index.text_store
+
+    def _store(self, which: str):
+        store = self._text_store() if which == "text" else self.index.audio_store
+        if which not in self._reconciled:
+            self._reconciled.add(which)
+            self._reconcile(store, which)
+        return store
+
+    def _reconcile(self, store, which: str) -> None:
+        """One row per voice folder: index voices a crash (or another embedder) left out, drop strays."""
+        from engine.audio import load_audio
+
+        indexed = {r.source.removeprefix("voice:"): r for r in store.rows_where(kind="voice")}
+        voices = {v.name: v for v in self.list()}
+        for name in set(indexed) - set(voices):
+            store.remove(source=f"voice:{name}")
+        for name, voice in voices.items():
+            row = indexed.get(name)
+            if row is not None and (which == "audio" or row.text == voice.search_text):
+                continue
+            log.info("indexing voice %s (%s index)", name, which)
+            if which == "text":
+                self._add_rows(voice, text_vec=self.index.text_embedder.embed([voice.search_text]))
+            else:
+                self._add_rows(voice, speaker=self.index.speaker_embedder.embed(load_audio(voice.clip)))
+
+    def _add_rows(self, voice: Voice, *, speaker: np.ndarray | None = None, text_vec: np.ndarray | None = None) -> None:
         from retrieval.ingest import item_hash
         from retrieval.store import NewItem
 
         src = f"voice:{voice.name}"
         digest = item_hash("voice", src, f"{voice.search_text}\0{voice.added}")
-        self.index.text_store.add([NewItem("voice", src, digest, voice.search_text, str(voice.clip), digest)],
-                                  text_vec, replace_source=src)
-        self.index.audio_store.add([NewItem("voice", src, digest, voice.transcript or "", str(voice.clip), digest)],
-                                   speaker[None], replace_source=src)
+        if text_vec is not None:
+            self._text_store().add([NewItem("voice", src, digest, voice.search_text, str(voice.clip), digest)],
+                                   text_vec, replace_source=src)
+        if speaker is not None:
+            self.index.audio_store.add([NewItem("voice", src, digest, voice.transcript or "", str(voice.clip), digest)],
+                                       speaker[None], replace_source=src)
+
+    def _index_voice(self, voice: Voice, speaker: np.ndarray, text_vec: np.ndarray) -> None:
+        self._add_rows(voice, speaker=speaker, text_vec=text_vec)
 
     def remove(self, name: str, *, _allow_default: bool = False) -> None:
         with self._lock:
@@ -151,7 +192,7 @@ class VoiceBank:
             if folder.name == DEFAULT_VOICE and not _allow_default:
                 raise VoiceBankError(f"{DEFAULT_VOICE!r} is the built-in voice and cannot be removed")
             src = f"voice:{folder.name}"
-            self.index.text_store.remove(source=src)
+            self._text_store().remove(source=src)
             self.index.audio_store.remove(source=src)
             trash = self.root / f".trash-{folder.name}-{os.getpid()}-{time.monotonic_ns()}"
             folder.rename(trash)  # atomic: the voice is gone at once, the files follow
@@ -221,7 +262,7 @@ class VoiceBank:
         """
         if not query or not query.strip():
             return []
-        n = self.index.text_store.count(kind="voice")
+        n = self._store("text").count(kind="voice")
         hits = self.index.search(query, k=max(k, n), kind="voice")
         wanted = attributes(query)
         matches = self._matches(hits)
@@ -234,6 +275,7 @@ class VoiceBank:
         from engine.audio import load_audio
 
         samples = load_audio(wav) if not isinstance(wav, np.ndarray) else load_audio(wav, SAMPLE_RATE)
+        self._store("audio")
         return self._matches(self.index.search_audio(samples, k=k, kind="voice"))
 
     def find(self, query: str) -> VoiceMatch | None:
