@@ -214,6 +214,13 @@ def test_raw_tool_call_text_is_held_back_and_parsed(fork):
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "One moment. "
     calls = [e for e in events if isinstance(e, ToolCall)]
     assert [(c.name, c.arguments, c.error) for c in calls] == [("get_date_time", {}, None)]
+    # a closing tag inside a JSON string does not end the call
+    fork.replies.append({"chunks": [{"content": '<tool_call>function\nsearch\n{"query": "what is </tool_'},
+                                    {"content": 'call>"}</tool_call> done'}]})
+    events = run(VLLMBackend(fork.url), [Message.text("human", "q")])
+    calls = [e for e in events if isinstance(e, ToolCall)]
+    assert [(c.name, c.arguments) for c in calls] == [("search", {"query": "what is </tool_call>"})]
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == " done"
 
 
 def test_retries_transient_errors_then_succeeds(fork):

@@ -14,6 +14,7 @@ Two pure halves, no I/O:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import re
@@ -27,6 +28,7 @@ from engine.errors import AudioError
 from engine.events import EngineEvent, SpeechCodes, TextDelta, ToolCall
 from engine.messages import Audio, Message, Speech, Text
 from engine.options import GenerationOptions
+from engine.toolcall import CLOSE as TOOL_CLOSE, OPEN as TOOL_OPEN, parse_call, scan_call_end
 
 SAMPLE_RATE = 16000
 PIECE_SECONDS = 25  # the model hears at most 25 s per <audio_start> block
@@ -35,7 +37,6 @@ THINK_OPEN = "\n<think>\n"
 THINK_CLOSE = "</think>"
 AUDIO_TOKEN = re.compile(r"<audio_(\d+)>")
 MAX_CODE = 6560  # <audio_6561> is the pad, never a speech code
-TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
 
 
 # ---- request ----------------------------------------------------------------------
@@ -252,13 +253,16 @@ class ReplyDecoder:
         out = ""
         while buf:
             if self._in_raw_call:
-                end = buf.find(TOOL_CLOSE)
+                end, kind = scan_call_end(buf, 0)  # a </tool_call> inside a JSON string does not count
                 if end < 0:
                     self._held = buf
                     break
                 self._raw_calls.append(buf[:end])
-                buf = buf[end + len(TOOL_CLOSE) :]
-                self._in_raw_call = False
+                if kind == "close":
+                    buf = buf[end + len(TOOL_CLOSE) :]
+                    self._in_raw_call = False
+                else:  # a new call began before this one closed
+                    buf = buf[end + len(TOOL_OPEN) :]
                 continue
             start = buf.find(TOOL_OPEN)
             if start >= 0:
@@ -281,27 +285,12 @@ def _partial_suffix(text: str, marker: str) -> int:
     return 0
 
 
-def _raw(name: str, arguments: str) -> str:
-    return f"{TOOL_OPEN}function\n{name}\n{arguments}{TOOL_CLOSE}"
-
-
 def _tool_call(name: str, arguments: str, call_id: str | None) -> ToolCall:
-    extra = {"id": call_id} if call_id else {}
-    raw = _raw(name, arguments)
-    if not name:
-        return ToolCall("", {}, raw=raw, error="the server sent a tool call without a name", **extra)
-    try:
-        args = json.loads(arguments) if arguments.strip() else {}
-    except json.JSONDecodeError as e:
-        return ToolCall(name, {}, raw=raw, error=f"arguments are not valid JSON: {e.msg}", **extra)
-    if not isinstance(args, dict):
-        return ToolCall(name, {}, raw=raw, error="arguments must be a JSON object", **extra)
-    return ToolCall(name, args, raw=raw, **extra)
+    """A call the fork parsed, checked like any other (tolerant JSON, errors reported)."""
+    call = parse_call(f"function\n{name}\n{arguments}")
+    return dataclasses.replace(call, id=call_id) if call_id else call
 
 
 def _raw_tool_call(body: str) -> ToolCall:
     """`function\\n{name}\\n{json}` as the model writes it between the markers."""
-    lines = body.lstrip("\n").split("\n", 2)
-    if len(lines) >= 2 and lines[0].strip() == "function":
-        return _tool_call(lines[1].strip(), lines[2] if len(lines) > 2 else "", None)
-    return ToolCall("", {}, raw=f"{TOOL_OPEN}{body}{TOOL_CLOSE}", error="malformed tool call")
+    return parse_call(body)
