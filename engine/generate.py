@@ -75,7 +75,7 @@ class Generation:
         self.generated: list[int] = []
         self.reason: str | None = None
         self.logits_history: list[torch.Tensor] | None = [] if keep_logits else None
-        self.cache = model.new_cache() if use_cache else None
+        self.cache = model.new_cache(len(self.ids) + self.options.max_new_tokens) if use_cache else None
         self.position = 0  # tokens in the cache
         self.sampler = Sampler(self.options, model.config.text_config.vocab_size, model.device)
         self.sampler.observe(self.ids)

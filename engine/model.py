@@ -45,8 +45,13 @@ class StepAudio2(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.lm_head.weight.dtype
 
-    def new_cache(self) -> Any:
-        """An empty KV cache for one generation (the caller owns it)."""
+    def new_cache(self, capacity: int | None = None) -> Any:
+        """An empty KV cache for one generation (the caller owns it): reserved for
+        `capacity` positions, or transformers' growing DynamicCache without one."""
+        if capacity:
+            from engine.kv_cache import new_kv_cache
+
+            return new_kv_cache(self.qwen2_config, capacity)
         from transformers import DynamicCache
 
         try:

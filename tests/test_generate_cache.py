@@ -94,3 +94,23 @@ def test_append_continues_like_one_long_prompt(model):
     want = [ref.next_token() for _ in range(5)]
     assert cont == want
     assert torch.allclose(gen.logits_history[len(thought)], ref.logits_history[0], atol=1e-5, rtol=1e-5)
+
+
+def test_preallocated_cache_grows_and_matches_dynamic_cache(model):
+    """A reservation too small for the generation grows without changing a logit,
+    and equals transformers' DynamicCache."""
+    from engine.generate import decode_one, prefill
+    from engine.kv_cache import KVCache
+
+    ids, mels, starts = audio_prompt()
+    small, dynamic = model.new_cache(4), model.new_cache()
+    assert isinstance(small, KVCache)
+    a = prefill(model, small, ids, mels, starts)
+    b = prefill(model, dynamic, ids, mels, starts)
+    for step in range(40):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
+        token = int(a.argmax())
+        a = decode_one(model, small, token, len(ids) + step)
+        b = decode_one(model, dynamic, token, len(ids) + step)
+    assert small.get_seq_length() == dynamic.get_seq_length() == len(ids) + 40
+    assert small.layers[0]._keys.shape[-2] >= len(ids) + 40

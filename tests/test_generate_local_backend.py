@@ -176,7 +176,7 @@ class ScriptedLogits:
     def __init__(self, model, script):
         self.config, self.device, self.script, self.calls = model.config, model.device, list(script), []
 
-    def new_cache(self):
+    def new_cache(self, capacity=None):
         return None
 
     def __call__(self, x, mels=None, starts=None, past_key_values=None, position_ids=None, logits_to_keep=0):
