@@ -1,0 +1,190 @@
+"""Decode speed: cached decoding vs the official full recomputation, side by side.
+
+    .venv/bin/python bench/engine_decode.py [--contexts 256 1024 2048] [--tokens 32]
+
+Random weights in the fake `small` config (~94 M parameters, real vocab) on
+the chosen device. For each context length it measures tokens/s of
+(a) `Generation` with its KV cache and (b) official-style recomputation of the
+whole sequence per token (no cache), and prints the ratio. It also splits
+the cached per-token time into the model forward and the rest (sampling with
+the official chat settings, bookkeeping), and the extra cost of going through
+`LocalBackend.generate` (worker thread + event decoding).
+
+On a CUDA machine, `--real` uses the real-size architecture with random bf16
+weights and compares decode speed with the memory-bandwidth limit
+(weight bytes / measured device copy bandwidth).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from engine.checkpoint import parse_device
+from engine.checkpoint_fake import fake_config
+from engine.config import StepAudio2Config
+from engine.generate import Generation, decode_one, prefill
+from engine.model import StepAudio2
+from engine.options import GenerationOptions
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def build(config: StepAudio2Config, device: torch.device, dtype: torch.dtype) -> StepAudio2:
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = StepAudio2(config)
+    return model.to(dtype).eval()
+
+
+def prompt_ids(n: int, seed: int = 0) -> list[int]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 151000, (n,), generator=g).tolist()
+
+
+def tokens_per_s(model, ids: list[int], n: int, use_cache: bool, options: GenerationOptions) -> tuple[float, float]:
+    """(decode tokens/s after the first token, time of the first token incl. prefill)."""
+    gen = Generation(model, ids, options=options, use_cache=use_cache)
+    t0 = time.perf_counter()
+    gen.next_token()
+    sync(model.device)
+    t1 = time.perf_counter()
+    for _ in range(n):
+        gen.next_token()
+    sync(model.device)
+    return n / (time.perf_counter() - t1), t1 - t0
+
+
+def forward_ms(model, ids: list[int], n: int) -> float:
+    """Median time of the bare cached forward for one token (no sampling)."""
+    cache = model.new_cache()
+    prefill(model, cache, ids)
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        decode_one(model, cache, 1000 + i, len(ids) + i)
+        sync(model.device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def step_ms(model, ids: list[int], n: int, options: GenerationOptions) -> float:
+    gen = Generation(model, ids, options=options)
+    gen.next_token()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        gen.next_token()
+        sync(model.device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def backend_overhead_ms(model, n: int, options: GenerationOptions) -> float:
+    """Extra time per token of LocalBackend.generate (worker-thread hop + event
+    decoding) over driving `Generation` directly, same prompt and sampling."""
+    from engine.backends.local import LocalBackend
+    from engine.messages import Message
+    from engine.prompt import build_prompt
+    from engine.tokenizer import load_tokenizer, write_fake_tokenizer
+
+    with tempfile.TemporaryDirectory() as d:
+        write_fake_tokenizer(d)
+        backend = LocalBackend(model, load_tokenizer(d))
+    opts = GenerationOptions(**{**options.__dict__, "max_new_tokens": n, "seed": 0})
+    messages = [Message.text("human", "hello " * 100)]
+
+    async def through_backend() -> None:
+        async for _ in backend.generate(messages, opts):
+            pass
+
+    t = time.perf_counter()
+    asyncio.run(through_backend())
+    sync(model.device)
+    via_backend = time.perf_counter() - t
+    p = build_prompt(messages, backend.tokenizer, opts)
+    t = time.perf_counter()
+    for _ in Generation(model, p.ids, options=opts, stop_ids=[backend.tokenizer.eot_id]):
+        pass
+    sync(model.device)
+    direct = time.perf_counter() - t
+    return (via_backend - direct) / n * 1e3
+
+
+def bandwidth_gbs(device: torch.device) -> float:
+    x = torch.empty(256 * 2**20, dtype=torch.uint8, device=device)
+    y = torch.empty_like(x)
+    y.copy_(x)
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(10):
+        y.copy_(x)
+    sync(device)
+    return 2 * x.numel() * 10 / (time.perf_counter() - t) / 1e9  # read + write
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--contexts", type=int, nargs="+", default=[256, 1024, 2048])
+    ap.add_argument("--tokens", type=int, default=32, help="cached tokens timed per context")
+    ap.add_argument("--full-tokens", type=int, default=3, help="full-recomputation tokens timed per context")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    ap.add_argument("--real", action="store_true", help="real-size architecture (GPU)")
+    args = ap.parse_args()
+
+    device = parse_device(args.device)
+    dtype = getattr(torch, args.dtype)
+    config = (
+        StepAudio2Config.from_file(Path(__file__).resolve().parents[1] / "tests/fixtures/step_audio_2_mini_config.json")
+        if args.real
+        else fake_config("small")
+    )
+    model = build(config, device, dtype)
+    n_params = sum(p.numel() for p in model.parameters())
+    llm_params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("encoder.", "adapter.")))
+    print(f"device {device} ({torch.get_num_threads()} threads), dtype {args.dtype}, "
+          f"{n_params / 1e6:.1f} M parameters ({llm_params / 1e6:.1f} M in the LLM)")
+    greedy = GenerationOptions(temperature=0, repetition_penalty=1.0)
+    chat = GenerationOptions()  # official chat sampling: T 0.7, top-p 0.9, penalty 1.05
+
+    print(f"\n{'context':>8} {'cached tok/s':>13} {'full tok/s':>11} {'ratio':>7} {'prefill s':>10}")
+    for ctx in args.contexts:
+        ids = prompt_ids(ctx)
+        cached, first = tokens_per_s(model, ids, args.tokens, True, greedy)
+        full, _ = tokens_per_s(model, ids, args.full_tokens, False, greedy)
+        print(f"{ctx:>8} {cached:>13.1f} {full:>11.2f} {cached / full:>6.1f}x {first:>10.3f}")
+
+    ctx = args.contexts[min(1, len(args.contexts) - 1)]
+    ids = prompt_ids(ctx)
+    fwd = forward_ms(model, ids, args.tokens)
+    step_greedy = step_ms(model, ids, args.tokens, greedy)
+    step_chat = step_ms(model, ids, args.tokens, chat)
+    print(f"\nper token at context {ctx} (medians):")
+    print(f"  model forward (cached)                 {fwd:8.2f} ms")
+    print(f"  Generation step, greedy                {step_greedy:8.2f} ms  (+{step_greedy - fwd:.2f} ms beyond the forward)")
+    print(f"  Generation step, T0.7 top-p0.9 rep1.05 {step_chat:8.2f} ms  (+{step_chat - fwd:.2f} ms beyond the forward)")
+    extra = backend_overhead_ms(model, args.tokens, chat)
+    print(f"  LocalBackend.generate over Generation  {extra:+8.2f} ms  (thread hop + event decoding)")
+
+    if device.type == "cuda":
+        bw = bandwidth_gbs(device)
+        weight_bytes = llm_params * torch.tensor([], dtype=dtype).element_size()
+        limit = bw * 1e9 / weight_bytes
+        print(f"\nmemory bandwidth {bw:.0f} GB/s; LLM weights {weight_bytes / 1e9:.2f} GB "
+              f"-> bandwidth limit {limit:.1f} tok/s; measured {1000 / fwd:.1f} tok/s "
+              f"({1000 / fwd / limit:.0%} of the limit)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
