@@ -12,6 +12,7 @@ Push-to-talk uses `begin()` / `end()` instead of the VAD deciding.
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Union
@@ -54,7 +55,8 @@ class EndpointConfig:
             raise ConfigError("max_utterance_s must be > 0")
 
     def frames(self, ms: float) -> int:
-        return int(round(ms / 1000 / FRAME_S))
+        """Whole VAD frames covering `ms` (rounded up: a hangover is never shorter than asked)."""
+        return int(math.ceil(ms / 1000 / FRAME_S - 1e-9))
 
 
 @dataclass(frozen=True)
