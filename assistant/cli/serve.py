@@ -83,7 +83,13 @@ def build_factory(args: argparse.Namespace):
 def _token2wav(flag: str | None, spec: str | None, config) -> Any:
     from engine.errors import ConfigError
 
-    folder = Path(flag) if flag else (Path(spec) / "token2wav" if spec and Path(spec).is_dir() else None)
+    folder = Path(flag) if flag else None
+    if folder is None and not (spec or "").startswith(("scripted:", "vllm+")):
+        from engine.checkpoint import resolve
+
+        folder = resolve(spec) / "token2wav"  # the local checkpoint (a hub id is already downloaded by now)
+        if not folder.is_dir():
+            folder = None
     if folder is None:
         log.warning("no token2wav folder (--token2wav): replies are text and transcripts only")
         return None
