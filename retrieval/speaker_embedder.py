@@ -19,7 +19,6 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from engine.errors import AudioError, ConfigError
-from engine.mel import mel_filters
 from retrieval.text_embedder import normalise
 
 SAMPLE_RATE = 16000
@@ -60,6 +59,8 @@ class DVectorEmbedder:
 
     def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
         import torch
+
+        from engine.mel import mel_filters  # (engine.mel imports torch: keep it out of `import retrieval`)
 
         path = Path(weights) if weights else _resemblyzer_weights()
         state = torch.load(str(path), map_location="cpu", weights_only=True)
