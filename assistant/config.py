@@ -115,6 +115,7 @@ class AssistantConfig:
     data_dir: str | None = None
     reply: Literal["text", "speech"] = "text"
     voice: str | None = None  # voice bank name; None = the default voice
+    token2wav: str | None = None  # token2wav folder; None = the checkpoint's token2wav/
     system_prompt: str | None = None  # replaces the built-in persona + tool instruction + date
     persona: str | None = None  # replaces only the persona line of the built-in system prompt
     language: str = "zh"  # language of the built-in system prompt lines (the official ones are zh)

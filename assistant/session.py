@@ -113,6 +113,8 @@ class Session:
         self._history = History()
         self.rag = Rag(retriever, self.config.rag)
         self.voice: str | None = voice or self.config.voice or _default_voice(voice_bank)
+        if voice or self.config.voice:
+            self._check_voice(self.voice)
         self._voice_events: list[VoiceChanged] = []
         self._voice_prompts: dict[str | None, Any] = {}
         self.speech_out = SpeechOut(token2wav, self._voice_prompt, self.voice) if token2wav is not None else None
@@ -153,12 +155,26 @@ class Session:
 
     def set_voice(self, name: str | None, reason: str = "") -> VoiceChanged:
         """Switch the speaking voice (from the next spoken segment on)."""
-        if name is not None and self.voice_bank is not None and hasattr(self.voice_bank, "get"):
-            self.voice_bank.get(name)  # raises a clear error for an unknown voice
+        self._check_voice(name)
         self.voice = name
         if self.speech_out is not None:
             self.speech_out.set_voice(name)
         return VoiceChanged(name or "default", reason)
+
+    def _check_voice(self, name: str | None) -> None:
+        if name is None:
+            return
+        if self.voice_bank is None:
+            if name != _default_voice(object()):
+                raise StepvoiceError(f"unknown voice {name!r}: there is no voice bank (add voices with "
+                                     "`stepvoice voices add`)")
+            return
+        try:
+            self.voice_bank.get(name)
+        except StepvoiceError:
+            raise
+        except (KeyError, LookupError, ValueError) as e:
+            raise StepvoiceError(f"unknown voice {name!r}") from e
 
     async def respond(
         self,
@@ -462,7 +478,9 @@ class Session:
         if self.voice_bank is not None and name is not None:
             prompt = self.voice_bank.prompt(name)
         else:
-            prompt = self.token2wav.prepare_voice(_default_voice_clip())
+            from engine.token2wav import default_voice_path
+
+            prompt = self.token2wav.prepare_voice(default_voice_path())
         self._voice_prompts[name] = prompt
         return prompt
 
@@ -475,21 +493,6 @@ def _default_voice(voice_bank: Any) -> str | None:
     except ImportError:  # the contract's name for the s3tokenizer clip
         return "default"
     return DEFAULT_VOICE
-
-
-def _default_voice_clip() -> Any:
-    """engine.token2wav's default clip (the 16 kHz speech shipped in the s3tokenizer wheel)."""
-    try:
-        from engine.token2wav import default_voice_path
-    except ImportError:  # older engine.token2wav: find the same clip without importing s3tokenizer
-        import importlib.util
-        from pathlib import Path
-
-        spec = importlib.util.find_spec("s3tokenizer")
-        if spec is None or not spec.submodule_search_locations:
-            raise StepvoiceError("no default voice: install s3tokenizer or add a voice with `stepvoice voices add`")
-        return Path(list(spec.submodule_search_locations)[0]) / "assets" / "BAC009S0764W0121.wav"
-    return default_voice_path()
 
 
 def _check_samples(samples: np.ndarray) -> np.ndarray:

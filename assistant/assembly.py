@@ -1,0 +1,109 @@
+"""Build a Session's parts from the settings: backend, tools, retriever, voice bank, token2wav.
+
+Used by `stepvoice ask` and `stepvoice run`. Each part is optional except the
+backend: a part that cannot be had (no index yet, no token2wav folder) is
+None, and `Parts.notes` says why in one line each so the CLI can tell the
+user plainly instead of failing.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from assistant.config import AssistantConfig
+from engine.errors import StepvoiceError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Parts:
+    backend: Any
+    tools: Any = None
+    retriever: Any = None
+    voice_bank: Any = None
+    token2wav: Any = None
+    notes: list[str] = field(default_factory=list)  # why an optional part is missing
+
+
+def load_parts(cfg: AssistantConfig, *, tools: bool = True, tools_modules: Sequence[str] = (),
+               speech: bool = False, backend: Any = None) -> Parts:
+    """The backend (from `cfg.model`), and the optional parts the settings ask for."""
+    from assistant.paths import data_dir
+    from engine.backends import load_backend
+
+    if backend is None:
+        kwargs: dict[str, Any] = {"dtype": cfg.dtype}
+        if cfg.device:
+            kwargs["device"] = cfg.device
+        backend = load_backend(cfg.model, **kwargs)
+    parts = Parts(backend)
+    if tools and cfg.tool_loop.enabled:
+        from tools import load_registry
+
+        parts.tools = load_registry(cfg.tools, tools_modules=list(tools_modules))
+    home = data_dir(cfg.data_dir)
+    if cfg.rag.mode != "off":
+        parts.retriever = open_retriever(home, parts.notes)
+    if speech:
+        parts.token2wav = open_token2wav(cfg, backend, parts.notes)
+    parts.voice_bank = open_voice_bank(home, parts.token2wav, parts.notes)
+    return parts
+
+
+def open_retriever(home: Path, notes: list[str]) -> Any:
+    """The data dir's index, or None when nothing was indexed yet (so no embedder is loaded for nothing)."""
+    index = home / "index"
+    if not index.is_dir() or not any(index.glob("text*")):
+        return None
+    try:
+        from retrieval import Retriever
+
+        return Retriever.open(home)
+    except Exception as e:  # retrieval is an aid: say why it is off and go on
+        notes.append(f"retrieval is off: {e}")
+        return None
+
+
+def token2wav_dir(cfg: AssistantConfig, backend: Any) -> Path | None:
+    if cfg.token2wav:
+        return Path(cfg.token2wav).expanduser()
+    source = getattr(backend, "source", None) or getattr(backend, "checkpoint_dir", None)
+    if source and Path(source).is_dir():
+        return Path(source) / "token2wav"
+    if cfg.model and Path(cfg.model).expanduser().is_dir():
+        return Path(cfg.model).expanduser() / "token2wav"
+    return None
+
+
+def open_token2wav(cfg: AssistantConfig, backend: Any, notes: list[str]) -> Any:
+    """Token2Wav from the settings' folder or the checkpoint's `token2wav/`, or None with a note."""
+    folder = token2wav_dir(cfg, backend)
+    if folder is None:
+        notes.append("no speech audio: this model has no token2wav folder (set token2wav = DIR in the config)")
+        return None
+    if not folder.is_dir():
+        notes.append(f"no speech audio: token2wav folder not found: {folder}")
+        return None
+    try:
+        from engine.token2wav import Token2Wav
+    except ImportError:
+        notes.append("no speech audio: token2wav is not available in this installation")
+        return None
+    return Token2Wav.from_dir(folder, device=cfg.device or "cpu")
+
+
+def open_voice_bank(home: Path, token2wav: Any, notes: list[str]) -> Any:
+    """The data dir's voice bank (voices prepared with `token2wav`), or None when voice_bank is missing."""
+    try:
+        from voice_bank import VoiceBank
+    except ImportError:
+        return None
+    prepare = token2wav.prepare_voice if token2wav is not None else None
+    try:
+        return VoiceBank.open(home, prepare=prepare)
+    except StepvoiceError as e:
+        notes.append(f"voice bank unavailable: {e}")
+        return None
