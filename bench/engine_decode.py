@@ -2,15 +2,15 @@
 
     .venv/bin/python bench/engine_decode.py [--contexts 256 1024 2048] [--tokens 32]
 
-Random weights in the fake `small` config (~94 M parameters, real vocab) on
-the chosen device. For each context length it measures tokens/s of
+Random weights on the chosen device, in two ~100 M presets (see
+`preset_config`): `small` (the fake checkpoint's, real vocab) and `lm100m`. For each context length it measures tokens/s of
 (a) `Generation` with its KV cache and (b) official-style recomputation of the
 whole sequence per token (no cache), and prints the ratio. It also splits
 the cached per-token time into the model forward and the rest (sampling with
 the official chat settings, bookkeeping), and the extra cost of going through
 `LocalBackend.generate` (worker thread + event decoding).
 
-On a CUDA machine, `--real` uses the real-size architecture with random bf16
+On a CUDA machine, `--presets real --dtype bfloat16` uses the real-size architecture with random bf16
 weights and compares decode speed with the memory-bandwidth limit
 (weight bytes / measured device copy bandwidth).
 """
@@ -34,6 +34,25 @@ from engine.model import StepAudio2
 from engine.options import GenerationOptions
 
 
+def preset_config(name: str) -> StepAudio2Config:
+    """small: the fake `small` checkpoint (real 158720 vocab, so the lm_head is most of
+    the weights); lm100m: a ~100 M model whose weights sit mostly in the transformer
+    layers (32000 vocab), closer to how the real 8.3 B model divides its weights."""
+    if name == "small":
+        return fake_config("small")
+    if name == "lm100m":
+        cfg = fake_config("small")
+        t = cfg.text_config
+        t.vocab_size, t.hidden_size, t.intermediate_size = 32000, 640, 1728
+        t.num_hidden_layers, t.num_attention_heads, t.num_key_value_heads = 12, 10, 2
+        t.bos_token_id = t.eos_token_id = None
+        cfg.audio_encoder_config.llm_dim = 640
+        return cfg
+    if name == "real":
+        return StepAudio2Config.from_file(Path(__file__).resolve().parents[1] / "tests/fixtures/step_audio_2_mini_config.json")
+    raise SystemExit(f"unknown preset {name!r}")
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -46,9 +65,9 @@ def build(config: StepAudio2Config, device: torch.device, dtype: torch.dtype) ->
     return model.to(dtype).eval()
 
 
-def prompt_ids(n: int, seed: int = 0) -> list[int]:
+def prompt_ids(n: int, vocab: int, seed: int = 0) -> list[int]:
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 151000, (n,), generator=g).tolist()
+    return torch.randint(0, min(vocab, 151000), (n,), generator=g).tolist()
 
 
 def tokens_per_s(model, ids: list[int], n: int, use_cache: bool, options: GenerationOptions) -> tuple[float, float]:
@@ -132,57 +151,78 @@ def bandwidth_gbs(device: torch.device) -> float:
     return 2 * x.numel() * 10 / (time.perf_counter() - t) / 1e9  # read + write
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--contexts", type=int, nargs="+", default=[256, 1024, 2048])
-    ap.add_argument("--tokens", type=int, default=32, help="cached tokens timed per context")
-    ap.add_argument("--full-tokens", type=int, default=3, help="full-recomputation tokens timed per context")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    ap.add_argument("--real", action="store_true", help="real-size architecture (GPU)")
-    args = ap.parse_args()
+def sampler_ms(vocab: int, options: GenerationOptions, peaked: bool, n: int = 20) -> float:
+    """Median time of one sampling decision over `vocab` logits. Random weights give
+    nearly flat logits (a huge nucleus); a trained model's are peaked."""
+    from engine.sampling import Sampler
 
-    device = parse_device(args.device)
-    dtype = getattr(torch, args.dtype)
-    config = (
-        StepAudio2Config.from_file(Path(__file__).resolve().parents[1] / "tests/fixtures/step_audio_2_mini_config.json")
-        if args.real
-        else fake_config("small")
-    )
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(vocab, generator=g) * (1.0 if not peaked else 4.0)
+    if peaked:
+        logits[:8] += 20.0  # a few likely tokens hold most of the mass
+    s = Sampler(options, vocab)
+    s.observe(range(0, vocab, 100))
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        s(logits)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def bench_preset(name: str, args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> None:
+    config = preset_config(name)
     model = build(config, device, dtype)
+    vocab = config.text_config.vocab_size
     n_params = sum(p.numel() for p in model.parameters())
     llm_params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("encoder.", "adapter.")))
-    print(f"device {device} ({torch.get_num_threads()} threads), dtype {args.dtype}, "
-          f"{n_params / 1e6:.1f} M parameters ({llm_params / 1e6:.1f} M in the LLM)")
+    head = config.text_config.hidden_size * vocab
+    print(f"\n== {name}: {n_params / 1e6:.1f} M parameters ({llm_params / 1e6:.1f} M in the LLM, "
+          f"{head / 1e6:.1f} M of them in lm_head), vocab {vocab}")
     greedy = GenerationOptions(temperature=0, repetition_penalty=1.0)
     chat = GenerationOptions()  # official chat sampling: T 0.7, top-p 0.9, penalty 1.05
 
-    print(f"\n{'context':>8} {'cached tok/s':>13} {'full tok/s':>11} {'ratio':>7} {'prefill s':>10}")
+    print(f"{'context':>8} {'cached tok/s':>13} {'full tok/s':>11} {'ratio':>7} {'prefill s':>10}")
     for ctx in args.contexts:
-        ids = prompt_ids(ctx)
+        ids = prompt_ids(ctx, vocab)
         cached, first = tokens_per_s(model, ids, args.tokens, True, greedy)
         full, _ = tokens_per_s(model, ids, args.full_tokens, False, greedy)
         print(f"{ctx:>8} {cached:>13.1f} {full:>11.2f} {cached / full:>6.1f}x {first:>10.3f}")
 
     ctx = args.contexts[min(1, len(args.contexts) - 1)]
-    ids = prompt_ids(ctx)
+    ids = prompt_ids(ctx, vocab)
     fwd = forward_ms(model, ids, args.tokens)
     step_greedy = step_ms(model, ids, args.tokens, greedy)
-    step_chat = step_ms(model, ids, args.tokens, chat)
-    print(f"\nper token at context {ctx} (medians):")
-    print(f"  model forward (cached)                 {fwd:8.2f} ms")
-    print(f"  Generation step, greedy                {step_greedy:8.2f} ms  (+{step_greedy - fwd:.2f} ms beyond the forward)")
-    print(f"  Generation step, T0.7 top-p0.9 rep1.05 {step_chat:8.2f} ms  (+{step_chat - fwd:.2f} ms beyond the forward)")
-    extra = backend_overhead_ms(model, args.tokens, chat)
-    print(f"  LocalBackend.generate over Generation  {extra:+8.2f} ms  (thread hop + event decoding)")
-
+    print(f"per token at context {ctx} (medians):")
+    print(f"  model forward (cached)                  {fwd:8.2f} ms")
+    print(f"  Generation step, greedy                 {step_greedy:8.2f} ms  ({step_greedy - fwd:+.2f} ms beyond the forward)")
+    print(f"  sampling T0.7 top-p0.9 rep1.05, peaked  {sampler_ms(vocab, chat, True):8.2f} ms  (trained-model-like logits)")
+    print(f"  sampling T0.7 top-p0.9 rep1.05, flat    {sampler_ms(vocab, chat, False):8.2f} ms  (random-weight logits)")
+    if name == "small":  # the fake tokenizer's special ids need the real vocab
+        extra = backend_overhead_ms(model, args.tokens, chat)
+        print(f"  LocalBackend.generate over Generation   {extra:+8.2f} ms  (thread hop + event decoding)")
     if device.type == "cuda":
         bw = bandwidth_gbs(device)
         weight_bytes = llm_params * torch.tensor([], dtype=dtype).element_size()
         limit = bw * 1e9 / weight_bytes
-        print(f"\nmemory bandwidth {bw:.0f} GB/s; LLM weights {weight_bytes / 1e9:.2f} GB "
-              f"-> bandwidth limit {limit:.1f} tok/s; measured {1000 / fwd:.1f} tok/s "
-              f"({1000 / fwd / limit:.0%} of the limit)")
+        print(f"  memory bandwidth {bw:.0f} GB/s; LLM weights {weight_bytes / 1e9:.2f} GB -> limit "
+              f"{limit:.1f} tok/s; measured {1000 / fwd:.1f} tok/s ({1000 / fwd / limit:.0%} of the limit)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", nargs="+", default=["small", "lm100m"], help="small, lm100m, real (GPU)")
+    ap.add_argument("--contexts", type=int, nargs="+", default=[256, 1024, 2048])
+    ap.add_argument("--tokens", type=int, default=32, help="cached tokens timed per context")
+    ap.add_argument("--full-tokens", type=int, default=3, help="full-recomputation tokens timed per context")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    args = ap.parse_args()
+    device = parse_device(args.device)
+    dtype = getattr(torch, args.dtype)
+    print(f"device {device} ({torch.get_num_threads()} threads), dtype {args.dtype}")
+    for name in args.presets:
+        bench_preset(name, args, device, dtype)
     return 0
 
 

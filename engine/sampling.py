@@ -67,7 +67,7 @@ def candidates(scores: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> tupl
     """(scores, ids) of the tokens sampling may choose: the top_k best, then the
     smallest most-likely set whose probability reaches top_p (the nucleus).
 
-    The nucleus is looked for among the top 256, 2048, ... tokens before a full
+    The nucleus is looked for among the top 256, then 4096 tokens before a full
     sort, so a peaked distribution costs a small top-k instead of sorting the
     whole vocabulary; the result is the same set either way.
     """
@@ -82,13 +82,13 @@ def candidates(scores: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> tupl
         return values, ids
     if values is None:
         probs = torch.softmax(scores, dim=-1)
-        k = 256
-        while True:
-            k = min(k, n)
-            top_probs, ids = torch.topk(probs, k)  # sorted, descending
-            if k == n or float(top_probs.sum()) >= top_p:
+        for k in (256, 4096, n):
+            if k >= n:
+                top_probs, ids = torch.sort(probs, descending=True)
                 break
-            k *= 8
+            top_probs, ids = torch.topk(probs, k)  # sorted, descending
+            if float(top_probs.sum()) >= top_p:
+                break
         values = scores[ids]
     else:
         top_probs = torch.softmax(values, dim=-1)
