@@ -1,6 +1,6 @@
 """Load on `stepvoice serve`: N concurrent Realtime sessions for D seconds on loopback.
 
-    .venv/bin/python bench/serve_load.py [--sessions 20] [--seconds 300] [--pause 2.0] [--codes 25]
+    .venv/bin/python bench/serve_load.py [--sessions 20] [--seconds 300] [--pause 2.0] [--codes 25] [--no-speech]
 
 Starts the real server (`python -m assistant serve`) with the scripted engine
 and a token2wav folder (default: the fake `tiny` one, written to a temp dir;
@@ -11,6 +11,8 @@ pause. It reports errors (error events, failed responses, dropped
 connections; goal 0), first-audio latency (response.create -> first
 `response.output_audio.delta`: p50/p99) and the server's resident memory
 (RSS) after start-up, at its peak and at the end, with end/start as a ratio.
+`--no-speech` runs without token2wav and times the first transcript delta
+instead: the server's own overhead, without the cost of synthesis.
 """
 from __future__ import annotations
 
@@ -50,11 +52,12 @@ def write_script(path: Path, replies: int, codes: int) -> None:
     path.write_text(json.dumps({"replies": [reply] * replies}))  # JSON is YAML
 
 
-def start_server(script: Path, token2wav: Path, home: Path) -> tuple[subprocess.Popen, int]:
+def start_server(script: Path, token2wav: Path | None, home: Path) -> tuple[subprocess.Popen, int]:
     env = {**os.environ, "STEPVOICE_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     env.pop("STEPVOICE_TOKEN", None)
+    speech = ["--token2wav", str(token2wav)] if token2wav else []
     proc = subprocess.Popen([sys.executable, "-m", "assistant", "serve", "--port", "0", "--no-tools",
-                             "--model", f"scripted:{script}", "--token2wav", str(token2wav)],
+                             "--model", f"scripted:{script}", *speech],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     line = proc.stdout.readline()
     m = re.search(r"ws://127\.0\.0\.1:(\d+)/v1/realtime", line)
@@ -64,7 +67,7 @@ def start_server(script: Path, token2wav: Path, home: Path) -> tuple[subprocess.
     return proc, int(m.group(1))
 
 
-async def client(port: int, deadline: float, pause: float, stats: dict) -> None:
+async def client(port: int, deadline: float, pause: float, stats: dict, first_type: str) -> None:
     tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(24000) / 24000) * 32767).astype("<i2")
     import base64
 
@@ -86,16 +89,16 @@ async def client(port: int, deadline: float, pause: float, stats: dict) -> None:
                     ev = json.loads(await asyncio.wait_for(ws.recv(), 120))
                     if ev["type"] == "error":
                         stats["errors"].append(ev["error"]["message"])
-                    elif ev["type"] == "response.output_audio.delta":
-                        if first is None:
-                            first = time.perf_counter() - t0
+                    elif ev["type"] == first_type and first is None:
+                        first = time.perf_counter() - t0
+                    if ev["type"] == "response.output_audio.delta":
                         samples += len(ev["delta"]) * 3 // 8  # base64 -> bytes -> int16 samples
                     elif ev["type"] == "response.done":
                         if ev["response"]["status"] != "completed":
                             stats["errors"].append(f"response {ev['response']['status']}: {ev['response'].get('status_details')}")
                         break
                 if first is None:
-                    stats["errors"].append("a response without audio")
+                    stats["errors"].append(f"a response without {first_type}")
                 else:
                     stats["first_audio"].append(first)
                 stats["turns"] += 1
@@ -105,7 +108,7 @@ async def client(port: int, deadline: float, pause: float, stats: dict) -> None:
         stats["errors"].append(f"{type(e).__name__}: {e}")
 
 
-async def drive(port: int, sessions: int, seconds: float, pause: float, pid: int) -> dict:
+async def drive(port: int, sessions: int, seconds: float, pause: float, pid: int, first_type: str) -> dict:
     stats = {"errors": [], "first_audio": [], "turns": 0, "audio_s": 0.0, "peak_rss_mb": rss_mb(pid)}
     deadline = time.perf_counter() + seconds
 
@@ -115,16 +118,18 @@ async def drive(port: int, sessions: int, seconds: float, pause: float, pid: int
             await asyncio.sleep(0.5)
 
     watcher = asyncio.create_task(watch())
-    await asyncio.gather(*(client(port, deadline, pause, stats) for _ in range(sessions)))
+    await asyncio.gather(*(client(port, deadline, pause, stats, first_type) for _ in range(sessions)))
     watcher.cancel()
     return stats
 
 
-def run(sessions: int = 20, seconds: float = 300, pause: float = 2.0, codes: int = 25, token2wav: str | None = None) -> dict:
+def run(sessions: int = 20, seconds: float = 300, pause: float = 2.0, codes: int = 25, token2wav: str | None = None,
+        speech: bool = True) -> dict:
+    first_type = "response.output_audio.delta" if speech else "response.output_audio_transcript.delta"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t2w = Path(token2wav) if token2wav else None
-        if t2w is None:
+        if t2w is None and speech:
             from engine.token2wav.fake import write_fake_token2wav
 
             t2w = write_fake_token2wav(tmp / "token2wav", "tiny")
@@ -133,7 +138,7 @@ def run(sessions: int = 20, seconds: float = 300, pause: float = 2.0, codes: int
         try:
             start_rss = rss_mb(proc.pid)
             t = time.perf_counter()
-            stats = asyncio.run(drive(port, sessions, seconds, pause, proc.pid))
+            stats = asyncio.run(drive(port, sessions, seconds, pause, proc.pid, first_type))
             wall = time.perf_counter() - t
             end_rss = rss_mb(proc.pid)
         finally:
@@ -143,8 +148,11 @@ def run(sessions: int = 20, seconds: float = 300, pause: float = 2.0, codes: int
     return {
         "sessions": sessions, "seconds": seconds, "wall_s": round(wall, 1), "turns": stats["turns"],
         "audio_out_s": round(stats["audio_s"], 1), "errors": len(stats["errors"]), "error_examples": stats["errors"][:5],
+        "first": "audio" if speech else "transcript",
         "first_audio_p50_ms": round(1000 * statistics.median(fa), 1) if fa else None,
+        "first_audio_p90_ms": round(1000 * percentile(fa, 90), 1) if fa else None,
         "first_audio_p99_ms": round(1000 * percentile(fa, 99), 1) if fa else None,
+        "first_audio_max_ms": round(1000 * max(fa), 1) if fa else None,
         "rss_start_mb": round(start_rss, 1), "rss_peak_mb": round(stats["peak_rss_mb"], 1), "rss_end_mb": round(end_rss, 1),
         "rss_end_over_start": round(end_rss / start_rss, 3),
     }
@@ -157,15 +165,18 @@ def main() -> None:
     p.add_argument("--pause", type=float, default=2.0, help="seconds between a reply's end and the next turn")
     p.add_argument("--codes", type=int, default=25, help="speech codes per reply (25 = 1 s of audio)")
     p.add_argument("--token2wav", default=None, help="token2wav folder (default: a fake tiny one)")
+    p.add_argument("--no-speech", action="store_true", help="no token2wav: time the first transcript delta")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    r = run(args.sessions, args.seconds, args.pause, args.codes, args.token2wav)
+    r = run(args.sessions, args.seconds, args.pause, args.codes, args.token2wav, speech=not args.no_speech)
     if args.json:
         print(json.dumps(r))
         return
-    print(f"{r['sessions']} sessions x {r['seconds']:g} s on loopback (scripted engine, token2wav fake tiny unless --token2wav)")
+    what = "no token2wav" if args.no_speech else (args.token2wav or "token2wav fake tiny")
+    print(f"{r['sessions']} sessions x {r['seconds']:g} s on loopback (scripted engine, {what})")
     print(f"  turns {r['turns']}, reply audio {r['audio_out_s']} s, errors {r['errors']} {r['error_examples'] or ''}")
-    print(f"  first audio: p50 {r['first_audio_p50_ms']} ms, p99 {r['first_audio_p99_ms']} ms")
+    print(f"  first {r['first']}: p50 {r['first_audio_p50_ms']} ms, p90 {r['first_audio_p90_ms']} ms, "
+          f"p99 {r['first_audio_p99_ms']} ms, max {r['first_audio_max_ms']} ms")
     print(f"  server RSS: start {r['rss_start_mb']} MB, peak {r['rss_peak_mb']} MB, end {r['rss_end_mb']} MB "
           f"(end/start {r['rss_end_over_start']})")
 
