@@ -140,3 +140,25 @@ def test_resolve_specs(fake_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(CheckpointError, match="model download"):
         resolve("stepfun-ai/Step-Audio-2-mini-not-cached")
+
+
+def test_token2wav_folder_is_checked(broken, capsys):
+    pytest.importorskip("engine.token2wav.check")
+    (broken / "token2wav" / "flow.pt").unlink()
+    _fails_naming(broken, capsys, "token2wav", "flow.pt")
+
+
+def test_cli_fake_writes_a_checkpoint_that_passes(tmp_path, capsys):
+    out = tmp_path / "fresh"
+    assert main(["model", "fake", str(out), "--size", "tiny", "--seed", "3"]) == 0
+    assert "fake tiny checkpoint" in capsys.readouterr().out
+    assert check(out).ok
+
+
+
+def test_cli_download_offline_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert main(["model", "download", "stepfun-ai/Step-Audio-2-mini", "--dir", str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot download stepfun-ai/Step-Audio-2-mini")

@@ -169,9 +169,10 @@ def test_audio_is_written_over_the_patch_slots(model32):
         model32.embed(torch.tensor([ids]), mels, starts[:1])
 
 
-def test_bf16_load_runs_and_tracks_fp32(fake_checkpoint, model32):
-    m16 = load_model(fake_checkpoint, "cpu", "bfloat16")
-    assert {p.dtype for p in m16.parameters()} == {torch.bfloat16}
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_load_runs_and_tracks_fp32(fake_checkpoint, model32, dtype):
+    m16 = load_model(fake_checkpoint, "cpu", dtype)
+    assert {p.dtype for p in m16.parameters()} == {getattr(torch, dtype)}
     assert not any(p.is_meta for p in m16.parameters())
     g = torch.Generator().manual_seed(5)
     mel = torch.randn(128, 102, generator=g)
