@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine.audio import load_audio
 from engine.token2wav import Token2Wav, default_voice_path
 from engine.token2wav.config import FlowConfig, HiFTConfig
 from engine.token2wav.fake import write_fake_token2wav
@@ -26,10 +27,22 @@ def _codes(n: int, seed: int = 0) -> list[int]:
     return [int(c) for c in np.random.default_rng(seed).integers(0, 6561, n)]
 
 
-def _setup(folder, size: str):
-    write_fake_token2wav(folder, size)
+@pytest.fixture(scope="module")
+def fake_dirs(tmp_path_factory):
+    """Factory: one fake token2wav folder per size for this module (read-only for tests)."""
+    made = {}
+
+    def get(size: str):
+        if size not in made:
+            made[size] = write_fake_token2wav(tmp_path_factory.mktemp(f"t2w_{size}"), size)
+        return made[size]
+    return get
+
+
+def _setup(folder, prompt_seconds: float | None = None):
     ours = Token2Wav.from_dir(folder, seed=SEED)
-    voice = ours.prepare_voice(default_voice_path())
+    clip = load_audio(default_voice_path())
+    voice = ours.prepare_voice(clip[: int(16000 * prompt_seconds)] if prompt_seconds else clip)
     flow, hift = ref.load_reference(folder, ours.flow.decoder.rand_noise)
     return ours, voice, flow, hift
 
@@ -48,8 +61,8 @@ def test_real_size_modules_have_exactly_the_reference_keys_and_shapes():
     assert round(n_flow / 1e6, 1) == 155.8 and round(n_hift / 1e6, 1) == 20.8
 
 
-def _offline(folder, size: str, n_codes: int) -> None:
-    ours, voice, flow, hift = _setup(folder, size)
+def _offline(folder, size: str, n_codes: int, prompt_seconds: float | None = None) -> None:
+    ours, voice, flow, hift = _setup(folder, prompt_seconds)
     codes = _codes(n_codes)
     ref_mel, ref_wav = ref.reference_offline(flow, hift, codes, voice, SEED)
     mel = ours.mel(codes, voice)
@@ -61,8 +74,8 @@ def _offline(folder, size: str, n_codes: int) -> None:
     assert np.abs(wav).max() > 1e-3  # not trivially silent
 
 
-def _streamed(folder, size: str, n_codes: int, first: int) -> None:
-    ours, voice, flow, hift = _setup(folder, size)
+def _streamed(folder, size: str, n_codes: int, first: int, prompt_seconds: float | None = None) -> None:
+    ours, voice, flow, hift = _setup(folder, prompt_seconds)
     codes = _codes(n_codes, seed=1)
     theirs = ref.ReferenceStream(flow, hift, voice, SEED)
     expected = [theirs.chunk(codes[a:b], last) for a, b, last in ref.chunk_plan(n_codes, first=first)]
@@ -75,28 +88,29 @@ def _streamed(folder, size: str, n_codes: int, first: int) -> None:
     assert sum(g.size for g in got) == n_codes * 960
 
 
-def test_offline_parity_tiny(tmp_path):
-    _offline(tmp_path, "tiny", 37)
+def test_offline_parity_tiny(fake_dirs):
+    _offline(fake_dirs("tiny"), "tiny", 37)
 
 
-def test_streamed_chunks_equal_reference_tiny(tmp_path):
+def test_streamed_chunks_equal_reference_tiny(fake_dirs):
     # 4.2 s prompt: 105 codes, 210 frames; 130 codes run the cache past prompt + 100 frames (trim).
-    _streamed(tmp_path, "tiny", 130, first=25)
+    _streamed(fake_dirs("tiny"), "tiny", 130, first=25)
 
 
-def test_streamed_chunks_equal_reference_small_first_chunk(tmp_path):
-    _streamed(tmp_path, "small", 61, first=10)
+def test_streamed_chunks_equal_reference_small_first_chunk(fake_dirs):
+    # 2 s prompt; a 10-code first chunk, then the official 25 (the tiny test covers the trim).
+    _streamed(fake_dirs("small"), "small", 61, first=10, prompt_seconds=2.0)
 
 
-def test_offline_parity_small(tmp_path):
-    _offline(tmp_path, "small", 30)
-
-
-@pytest.mark.slow
-def test_offline_parity_real_size(tmp_path):
-    _offline(tmp_path, "real", 50)
+def test_offline_parity_small(fake_dirs):
+    _offline(fake_dirs("small"), "small", 30, prompt_seconds=2.0)
 
 
 @pytest.mark.slow
-def test_streamed_chunks_equal_reference_real_size(tmp_path):
-    _streamed(tmp_path, "real", 80, first=25)
+def test_offline_parity_real_size(fake_dirs):
+    _offline(fake_dirs("real"), "real", 50)
+
+
+@pytest.mark.slow
+def test_streamed_chunks_equal_reference_real_size(fake_dirs):
+    _streamed(fake_dirs("real"), "real", 80, first=25)

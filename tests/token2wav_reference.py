@@ -8,6 +8,7 @@ bytes), using only the reference modules.
 from __future__ import annotations
 
 import dataclasses
+import types
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,10 @@ def build_reference_flow(cfg: FlowConfig, n_timesteps: int = 10, max_frames: int
     flow.decoder.att_cache_buffer = torch.zeros(n_timesteps, d, 2, heads, max_frames, 2 * hd)
     est.cnn_cache_buffer = torch.zeros(d, 2, 2 * hid, 2)
     est.att_cache_buffer = torch.zeros(d, 2, heads, max_frames, 2 * hd)
+    # forward_chunk is wrapped in torch.compile(backend="eager"): same maths, but seconds of
+    # tracing per new shape; run the undecorated function.
+    plain = UpsampleConformerEncoderV2.forward_chunk._torchdynamo_orig_callable
+    flow.encoder.forward_chunk = types.MethodType(plain, flow.encoder)
     return flow.eval()
 
 
