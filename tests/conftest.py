@@ -36,3 +36,12 @@ def espeak_wav(tmp_path_factory):
         return made[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def fake_token2wav(tmp_path_factory):
+    """A tiny fake token2wav/ folder (flow.yaml, flow.pt, hift.pt, two small ONNX files), written
+    once per session; read-only for tests (copy it to corrupt or change it)."""
+    from engine.token2wav.fake import write_fake_token2wav
+
+    return write_fake_token2wav(tmp_path_factory.mktemp("fake_t2w") / "token2wav", "tiny")
