@@ -70,42 +70,44 @@ def prompt_ids(n: int, vocab: int, seed: int = 0) -> list[int]:
     return torch.randint(0, min(vocab, 151000), (n,), generator=g).tolist()
 
 
-def tokens_per_s(model, ids: list[int], n: int, use_cache: bool, options: GenerationOptions) -> tuple[float, float]:
-    """(decode tokens/s after the first token, time of the first token incl. prefill)."""
-    gen = Generation(model, ids, options=options, use_cache=use_cache)
-    t0 = time.perf_counter()
-    gen.next_token()
-    sync(model.device)
-    t1 = time.perf_counter()
-    for _ in range(n):
-        gen.next_token()
-    sync(model.device)
-    return n / (time.perf_counter() - t1), t1 - t0
+def timed(fn, device: torch.device) -> float:
+    t = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t
 
 
-def forward_ms(model, ids: list[int], n: int) -> float:
-    """Median time of the bare cached forward for one token (no sampling)."""
-    cache = model.new_cache()
+def cached_vs_full(model, ids: list[int], args: argparse.Namespace, options: GenerationOptions):
+    """Median seconds per token of cached decoding and of full recomputation, measured
+    interleaved (so a load spike on a shared machine hits both), and the prefill time."""
+    dev = model.device
+    cached = Generation(model, ids, options=options)
+    full = Generation(model, ids, options=options, use_cache=False)
+    first = timed(cached.next_token, dev)
+    full.next_token()
+    c_times, f_times = [], []
+    per_round = max(1, args.tokens // args.full_tokens)
+    for _ in range(args.full_tokens):
+        c_times += [timed(cached.next_token, dev) for _ in range(per_round)]
+        f_times.append(timed(full.next_token, dev))
+    return statistics.median(c_times), statistics.median(f_times), first
+
+
+def per_token_ms(model, ids: list[int], n: int, options: dict[str, GenerationOptions]) -> dict[str, float]:
+    """Median ms per token of the bare cached forward and of `Generation` steps with
+    each sampling setting, interleaved round by round."""
+    dev = model.device
+    cache = model.new_cache(len(ids) + n + 1)
     prefill(model, cache, ids)
-    times = []
+    gens = {k: Generation(model, ids, options=o) for k, o in options.items()}
+    for g in gens.values():
+        g.next_token()
+    times: dict[str, list[float]] = {"forward": [], **{k: [] for k in gens}}
     for i in range(n):
-        t = time.perf_counter()
-        decode_one(model, cache, 1000 + i, len(ids) + i)
-        sync(model.device)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
-
-
-def step_ms(model, ids: list[int], n: int, options: GenerationOptions) -> float:
-    gen = Generation(model, ids, options=options)
-    gen.next_token()
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        gen.next_token()
-        sync(model.device)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+        times["forward"].append(timed(lambda: decode_one(model, cache, 1000 + i, len(ids) + i), dev))
+        for k, g in gens.items():
+            times[k].append(timed(g.next_token, dev))
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
 def backend_overhead_ms(model, n: int, options: GenerationOptions) -> float:
@@ -184,18 +186,16 @@ def bench_preset(name: str, args: argparse.Namespace, device: torch.device, dtyp
 
     print(f"{'context':>8} {'cached tok/s':>13} {'full tok/s':>11} {'ratio':>7} {'prefill s':>10}")
     for ctx in args.contexts:
-        ids = prompt_ids(ctx, vocab)
-        cached, first = tokens_per_s(model, ids, args.tokens, True, greedy)
-        full, _ = tokens_per_s(model, ids, args.full_tokens, False, greedy)
-        print(f"{ctx:>8} {cached:>13.1f} {full:>11.2f} {cached / full:>6.1f}x {first:>10.3f}")
+        cached, full, first = cached_vs_full(model, prompt_ids(ctx, vocab), args, greedy)
+        print(f"{ctx:>8} {1 / cached:>13.1f} {1 / full:>11.2f} {full / cached:>6.1f}x {first:>10.3f}")
 
     ctx = args.contexts[min(1, len(args.contexts) - 1)]
-    ids = prompt_ids(ctx, vocab)
-    fwd = forward_ms(model, ids, args.tokens)
-    step_greedy = step_ms(model, ids, args.tokens, greedy)
-    print(f"per token at context {ctx} (medians):")
+    ms = per_token_ms(model, prompt_ids(ctx, vocab), args.tokens, {"greedy": greedy, "chat": chat})
+    fwd = ms["forward"]
+    print(f"per token at context {ctx} (medians, interleaved):")
     print(f"  model forward (cached)                  {fwd:8.2f} ms")
-    print(f"  Generation step, greedy                 {step_greedy:8.2f} ms  ({step_greedy - fwd:+.2f} ms beyond the forward)")
+    print(f"  Generation step, greedy                 {ms['greedy']:8.2f} ms  ({ms['greedy'] - fwd:+.2f} ms beyond the forward)")
+    print(f"  Generation step, T0.7 top-p0.9 rep1.05  {ms['chat']:8.2f} ms  ({ms['chat'] - fwd:+.2f} ms; random weights give flat logits)")
     print(f"  sampling T0.7 top-p0.9 rep1.05, peaked  {sampler_ms(vocab, chat, True):8.2f} ms  (trained-model-like logits)")
     print(f"  sampling T0.7 top-p0.9 rep1.05, flat    {sampler_ms(vocab, chat, False):8.2f} ms  (random-weight logits)")
     if name == "small":  # the fake tokenizer's special ids need the real vocab
