@@ -1,0 +1,135 @@
+"""Voice-loop latency: the pipeline's own overhead from end of speech to first PCM.
+
+Runs N spoken turns through the real loop (Silero VAD, endpointer, Session,
+speech-out thread hop, playback queue) on the in-process audio backend, with the
+scripted engine (zero model time) and a zero-time synthesizer, and prints the
+medians of each trace mark after the endpoint. The VAD hangover (the silence
+the endpointer waits for) is listed on its own: it is a setting, not overhead.
+With --token2wav DIR the synthesizer is a real Token2Wav folder instead (e.g.
+a fake one from `stepvoice model fake`), to see what synthesis adds.
+
+    .venv/bin/python bench/voice_latency.py [--turns 20] [--speed 2] [--token2wav DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from assistant.audio_io.inprocess import InProcessAudio
+from assistant.endpointing import EndpointConfig
+from assistant.session import Session
+from assistant.vad import FRAME, SileroVAD
+from assistant.voice_loop import VoiceLoop, VoiceLoopConfig
+from engine.backends.scripted import ScriptedBackend
+
+SENTENCES = ["What is the weather like today?", "Tell me a joke.", "How far is the moon?",
+             "Play some music please.", "What time is it in Tokyo?"]
+
+
+class ZeroTimeToken2Wav:
+    """Synthesis that costs nothing: 40 ms of low tone per code."""
+
+    sample_rate = 24000
+
+    def prepare_voice(self, wav):  # noqa: ANN001
+        return None
+
+    def stream(self, voice, first_chunk: int = 25):  # noqa: ANN001
+        return self
+
+    def push(self, codes) -> np.ndarray:  # noqa: ANN001
+        n = 960 * len(codes)
+        return (0.1 * np.sin(np.arange(n) * 2 * np.pi * 220 / 24000)).astype(np.float32)
+
+    def finish(self) -> np.ndarray:
+        return np.zeros(0, np.float32)
+
+
+def speech(text: str) -> np.ndarray:
+    import soundfile as sf
+    import soxr
+
+    if shutil.which("espeak-ng") is None:
+        raise SystemExit("espeak-ng is needed (apt install espeak-ng)")
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run(["espeak-ng", "-w", f"{d}/s.wav", text], check=True)
+        x, sr = sf.read(f"{d}/s.wav", dtype="float32", always_2d=True)
+    return soxr.resample(x[:, 0], sr, 16000).astype(np.float32)
+
+
+async def run_turns(turns: int, speed: float, silence_ms: float, token2wav) -> VoiceLoop:  # noqa: ANN001
+    replies = [{"text": "Sure, here it is.", "speech_codes": list(range(25))} for _ in range(turns)]
+    session = Session(ScriptedBackend.from_data({"replies": replies}), token2wav=token2wav)
+    audio = InProcessAudio([np.zeros(8000, np.float32)], speed=speed)
+    loop = VoiceLoop(session, audio, out=io.StringIO(),
+                     config=VoiceLoopConfig(endpoint=EndpointConfig(silence_ms=silence_ms)))
+    clips = [speech(s) for s in SENTENCES]
+
+    async def user() -> None:
+        for i in range(turns):
+            audio.feed(clips[i % len(clips)])
+            while len(loop.traces) <= i or loop.traces[i].done is None:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep((loop.config.echo_guard_ms + 100) / 1000 / speed)
+
+    feeder = asyncio.create_task(user())
+    await loop.run(max_turns=turns)
+    await feeder
+    return loop
+
+
+def vad_frame_cost(n: int = 500) -> float:
+    vad = SileroVAD()
+    x = np.random.default_rng(0).standard_normal(FRAME * n).astype(np.float32) * 0.01
+    t = time.perf_counter()
+    vad.probabilities(x)
+    return (time.perf_counter() - t) / n * 1000
+
+
+def table(name: str, loop: VoiceLoop) -> float:
+    """Prints the medians over the warm turns (the first turn loads the voice prompt: shown apart)."""
+    cold, warm = loop.traces[0], loop.traces[1:]
+    rows = [t.since_endpoint_ms() for t in warm if t.complete]
+    print(f"\n{name}: {len(rows)} warm turns complete of {len(warm)}")
+    print(f"  {'mark (ms after the endpoint)':38s} {'median':>8s} {'p90':>8s} {'max':>8s} {'turn 1':>8s}")
+    first = cold.since_endpoint_ms()
+    for key, label in (("hangover", "VAD hangover (setting, listed apart)"), ("first_token", "first token"),
+                       ("first_code", "first speech code"), ("first_pcm", "first PCM"),
+                       ("playback_start", "playback start")):
+        v = sorted(r[key] for r in rows)
+        p90 = v[min(len(v) - 1, int(0.9 * len(v)))]
+        print(f"  {label:38s} {statistics.median(v):8.1f} {p90:8.1f} {max(v):8.1f} {first[key] or 0:8.1f}")
+    return statistics.median(r["first_pcm"] for r in rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--turns", type=int, default=20, help="warm turns measured (one cold turn is added)")
+    ap.add_argument("--speed", type=float, default=2.0, help="in-process clock speed (1 = real time)")
+    ap.add_argument("--silence-ms", type=float, default=500.0)
+    ap.add_argument("--token2wav", type=Path, help="also run with this Token2Wav folder")
+    args = ap.parse_args()
+    print(f"Silero VAD: {vad_frame_cost():.3f} ms per 32 ms frame (one thread)")
+    print(f"in-process audio blocks of 32 ms at speed {args.speed:g}: playback start waits for the next block")
+    loop = asyncio.run(run_turns(args.turns + 1, args.speed, args.silence_ms, ZeroTimeToken2Wav()))
+    first_pcm = table("scripted engine, zero-time synthesis", loop)
+    print(f"\npipeline overhead, end of speech (endpoint) -> first PCM: median {first_pcm:.1f} ms (goal <= 50 ms)")
+    if args.token2wav:
+        from engine.token2wav import Token2Wav
+
+        t2w = Token2Wav.from_dir(args.token2wav)
+        loop = asyncio.run(run_turns(args.turns + 1, args.speed, args.silence_ms, t2w))
+        table(f"scripted engine, Token2Wav {args.token2wav}", loop)
+
+
+if __name__ == "__main__":
+    main()
