@@ -37,8 +37,9 @@ class CompactionStats:
     budget: int
     replaced: int = 0  # audio / speech parts turned into text
     dropped: int = 0  # messages removed
-    replaced_tokens_before: int = 0  # what the replaced parts cost before ...
+    replaced_tokens_before: int = 0  # what the replaced audio parts cost before ...
     replaced_tokens_after: int = 0  # ... and after (their text)
+    dropped_tokens: int = 0
 
     @property
     def ratio(self) -> float:
@@ -56,6 +57,52 @@ class CompactionStats:
 
     def summary(self) -> str:
         s = f"context {self.tokens_before} -> {self.tokens_after} tokens (ratio {self.ratio:.1f}:1"
+        if self.replaced:
+            s += f"; {self.replaced} audio turn(s) as text, {self.audio_ratio:.1f}:1"
+        if self.dropped:
+            s += f"; {self.dropped} oldest message(s) dropped"
+        return s + ")"
+
+
+@dataclass
+class CompactionTotals:
+    """All compaction of one conversation so far: how much smaller the prompt is than the full history."""
+
+    passes: int = 0
+    replaced: int = 0
+    dropped: int = 0
+    replaced_tokens_before: int = 0
+    replaced_tokens_after: int = 0
+    dropped_tokens: int = 0
+    prompt_tokens: int = 0  # history tokens after the latest pass
+
+    def add(self, stats: CompactionStats) -> None:
+        self.prompt_tokens = stats.tokens_after
+        if not (stats.replaced or stats.dropped):
+            return
+        self.passes += 1
+        self.replaced += stats.replaced
+        self.dropped += stats.dropped
+        self.replaced_tokens_before += stats.replaced_tokens_before
+        self.replaced_tokens_after += stats.replaced_tokens_after
+        self.dropped_tokens += stats.dropped_tokens
+
+    @property
+    def full_tokens(self) -> int:
+        """What the history would cost uncompacted."""
+        return self.prompt_tokens + self.replaced_tokens_before - self.replaced_tokens_after + self.dropped_tokens
+
+    @property
+    def ratio(self) -> float:
+        return self.full_tokens / max(1, self.prompt_tokens)
+
+    @property
+    def audio_ratio(self) -> float:
+        """Audio tokens replaced / the text that replaced them (the seed's 14:1 figure)."""
+        return self.replaced_tokens_before / max(1, self.replaced_tokens_after) if self.replaced else 1.0
+
+    def summary(self) -> str:
+        s = f"history {self.full_tokens} -> {self.prompt_tokens} tokens ({self.ratio:.1f}:1"
         if self.replaced:
             s += f"; {self.replaced} audio turn(s) as text, {self.audio_ratio:.1f}:1"
         if self.dropped:
@@ -167,7 +214,7 @@ async def compact(messages: list[Message], budget: int, counter: TokenCounter, *
         return messages, CompactionStats(before, before, budget)
     out = list(messages)
     total = before
-    replaced = dropped = rep_before = rep_after = 0
+    replaced = dropped = rep_before = rep_after = dropped_tokens = 0
     guard = protected_start(out, keep_last)
     for i in range(guard):  # 1. old audio -> text, oldest first
         if total <= budget:
@@ -179,20 +226,24 @@ async def compact(messages: list[Message], budget: int, counter: TokenCounter, *
             for p in out[i].content:
                 if isinstance(p, Audio) and p.transcript is None:
                     transcripts[id(p)] = (await transcribe(p)).strip()
+        old_parts = [p for p in out[i].content if isinstance(p, (Audio, Speech))]
         old = counter(out[i])
         out[i] = as_text(out[i], transcripts)
         new = counter(out[i])
         total += new - old
         replaced += 1
-        rep_before += old
-        rep_after += new
+        audio_cost = sum(counter.part(p) for p in old_parts)
+        rep_before += audio_cost
+        rep_after += max(1, audio_cost - (old - new))  # what the same parts cost as text
     while total > budget and guard > 0:  # 2. drop the oldest exchange
         end = 1
         while end < guard and out[end].role != "human":
             end += 1
-        total -= counter.total(out[:end])
+        gone = counter.total(out[:end])
+        total -= gone
+        dropped_tokens += gone
         dropped += end
         del out[:end]
         guard -= end
     counter.forget_all_but(out)
-    return out, CompactionStats(before, total, budget, replaced, dropped, rep_before, rep_after)
+    return out, CompactionStats(before, total, budget, replaced, dropped, rep_before, rep_after, dropped_tokens)

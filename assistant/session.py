@@ -30,7 +30,7 @@ from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from assistant.compaction import CompactionStats, TokenCounter, compact
+from assistant.compaction import CompactionStats, CompactionTotals, TokenCounter, compact
 from assistant.config import AssistantConfig
 from assistant.history import History, ReplyRecord
 from assistant.presets import ASR_PROMPT, Preset, preset
@@ -124,7 +124,8 @@ class Session:
         self.pending_client_calls: dict[str, ToolCall] = {}
         self._client_outputs: dict[str, str] = {}
         self.counter = TokenCounter(getattr(backend, "tokenizer", None))
-        self.last_compaction: CompactionStats | None = None
+        self.last_compaction: CompactionStats | None = None  # the latest pass
+        self.compaction = CompactionTotals()  # all passes of this conversation (ratio = full history / prompt)
         self.last_request: list[Message] = []  # the messages of the latest generation request
 
     # ---- public -------------------------------------------------------------------
@@ -318,6 +319,7 @@ class Session:
         if compacted is not self.history:
             self._history.messages[:] = compacted  # compaction is permanent: history stays bounded
         self.last_compaction = stats
+        self.compaction.add(stats)
         body = list(self.history) if task.keep_history else self._current_turn()
         if context is not None:
             at = _last_human_index(body)

@@ -185,9 +185,9 @@ class TaskRunner:
                     rep.error = f"turn {i + 1}: generation failed: {end.error or end.reason}"
                     break
                 self.on_turn()
-            stats = session.last_compaction
-            if stats is not None and (stats.replaced or stats.dropped):
-                rep.compaction, rep.compaction_ratio = stats.summary(), stats.ratio
+            totals = session.compaction
+            if totals.passes:
+                rep.compaction, rep.compaction_ratio = totals.summary(), totals.ratio
         except StepvoiceError as e:
             rep.error = str(e)
         rep.failures += check(task.expect, results)
