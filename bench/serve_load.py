@@ -109,12 +109,14 @@ async def client(port: int, deadline: float, pause: float, stats: dict, first_ty
 
 
 async def drive(port: int, sessions: int, seconds: float, pause: float, pid: int, first_type: str) -> dict:
-    stats = {"errors": [], "first_audio": [], "turns": 0, "audio_s": 0.0, "peak_rss_mb": rss_mb(pid)}
+    stats = {"errors": [], "first_audio": [], "turns": 0, "audio_s": 0.0, "peak_rss_mb": rss_mb(pid), "rss": []}
     deadline = time.perf_counter() + seconds
 
     async def watch():
         while True:
-            stats["peak_rss_mb"] = max(stats["peak_rss_mb"], rss_mb(pid))
+            now = rss_mb(pid)
+            stats["peak_rss_mb"] = max(stats["peak_rss_mb"], now)
+            stats["rss"].append(now)
             await asyncio.sleep(0.5)
 
     watcher = asyncio.create_task(watch())
@@ -155,6 +157,9 @@ def run(sessions: int = 20, seconds: float = 300, pause: float = 2.0, codes: int
         "first_audio_max_ms": round(1000 * max(fa), 1) if fa else None,
         "rss_start_mb": round(start_rss, 1), "rss_peak_mb": round(stats["peak_rss_mb"], 1), "rss_end_mb": round(end_rss, 1),
         "rss_end_over_start": round(end_rss / start_rss, 3),
+        # RSS at each fifth of the run: a plateau means memory is bounded, a steady climb a leak
+        "rss_by_fifth_mb": [round(stats["rss"][min(len(stats["rss"]) - 1, (len(stats["rss"]) * k) // 5)], 1)
+                            for k in range(1, 6)] if stats["rss"] else [],
     }
 
 
@@ -178,7 +183,7 @@ def main() -> None:
     print(f"  first {r['first']}: p50 {r['first_audio_p50_ms']} ms, p90 {r['first_audio_p90_ms']} ms, "
           f"p99 {r['first_audio_p99_ms']} ms, max {r['first_audio_max_ms']} ms")
     print(f"  server RSS: start {r['rss_start_mb']} MB, peak {r['rss_peak_mb']} MB, end {r['rss_end_mb']} MB "
-          f"(end/start {r['rss_end_over_start']})")
+          f"(end/start {r['rss_end_over_start']}); by fifths of the run {r['rss_by_fifth_mb']} MB")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 PCM_RATE = 24000  # the Realtime API's audio/pcm: 16-bit little-endian mono at 24 kHz
+MODEL_RATE = 16000  # what the model hears
 
 CLIENT_EVENTS = frozenset({
     "session.update",
@@ -111,6 +112,12 @@ def encode_pcm16(samples: np.ndarray) -> str:
     """float32 [-1, 1] -> base64 PCM16 LE."""
     pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767.0).astype("<i2")
     return base64.b64encode(pcm.tobytes()).decode("ascii")
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    import soxr
+
+    return soxr.resample(np.asarray(x, dtype=np.float32), sr_in, sr_out).astype(np.float32)
 
 
 # ---- server events --------------------------------------------------------------------

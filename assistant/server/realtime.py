@@ -21,82 +21,23 @@ Mapping to the assistant:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Protocol
 
 import numpy as np
 
 from engine.errors import StepvoiceError
-from engine.events import AudioChunk, TextDelta, ToolCall, ToolResult, TurnEnd, VoiceChanged
 from engine.messages import Audio, Message, Text
 from assistant.server.protocol import (
-    PCM_RATE, OutputItem, ProtocolError, decode_pcm16, encode_pcm16, error_event, function_output_item,
-    new_id, optional, parse_client_event, require, server_event, user_item,
+    MODEL_RATE, PCM_RATE, OutputItem, ProtocolError, decode_pcm16, error_event, function_output_item, new_id, optional,
+    parse_client_event, require, resample, server_event, user_item,
 )
+from assistant.server.response import ResponseRun
+from assistant.server.settings import Limits, SessionSettings, TurnDetection, client_tools, turn_detection
+
+__all__ = ["RealtimeConnection", "SessionLike", "SessionFactory", "Limits", "SessionSettings", "TurnDetection"]
 
 log = logging.getLogger(__name__)
-
-MODEL_RATE = 16000  # what the model hears
-
-
-@dataclass
-class Limits:
-    max_append_bytes: int = 2 * 1024 * 1024  # PCM per append (about 44 s at 24 kHz)
-    max_buffer_s: float = 300.0  # uncommitted input audio
-    max_text_chars: int = 20000  # one user text item
-    max_tools: int = 64
-
-
-@dataclass
-class TurnDetection:
-    """`server_vad` settings (semantic_vad is served by the same detector)."""
-
-    threshold: float = 0.5
-    prefix_padding_ms: int = 300
-    silence_duration_ms: int = 500
-    create_response: bool = True
-    interrupt_response: bool = True
-    type: str = "server_vad"
-
-    def wire(self) -> dict:
-        return {"type": self.type, "threshold": self.threshold, "prefix_padding_ms": self.prefix_padding_ms,
-                "silence_duration_ms": self.silence_duration_ms, "create_response": self.create_response,
-                "interrupt_response": self.interrupt_response}
-
-
-@dataclass
-class SessionSettings:
-    """What `session.update` sets; `tools` are client-side function tools in chat form."""
-
-    instructions: str | None = None
-    voice: str | None = None
-    tools: list[dict] = field(default_factory=list)
-    turn_detection: TurnDetection | None = None
-    output_modalities: list[str] = field(default_factory=lambda: ["audio"])
-    max_output_tokens: int | None = None
-
-    @property
-    def client_tool_names(self) -> tuple[str, ...]:
-        return tuple(t["function"]["name"] for t in self.tools)
-
-    def wire(self, model: str) -> dict:
-        return {
-            "type": "realtime",
-            "object": "realtime.session",
-            "model": model,
-            "instructions": self.instructions or "",
-            "output_modalities": list(self.output_modalities),
-            "max_output_tokens": self.max_output_tokens or "inf",
-            "tools": [{"type": "function", **t["function"]} for t in self.tools],
-            "tool_choice": "auto",
-            "audio": {
-                "input": {"format": {"type": "audio/pcm", "rate": PCM_RATE},
-                          "turn_detection": self.turn_detection.wire() if self.turn_detection else None},
-                "output": {"format": {"type": "audio/pcm", "rate": PCM_RATE}, "voice": self.voice or "default"},
-            },
-        }
 
 
 class SessionLike(Protocol):
@@ -146,7 +87,7 @@ class RealtimeConnection:
         self._items: dict[str, str] = {}  # item id -> type, for truncate and errors
         self._last_reply_item: OutputItem | None = None
         self._response: asyncio.Task | None = None
-        self._response_run: _ResponseRun | None = None
+        self._response_run: ResponseRun | None = None
         self._cancel: asyncio.Event | None = None
         self._cancel_reason = "client_cancelled"
         self._vad = None
@@ -215,7 +156,7 @@ class RealtimeConnection:
                                     "session.max_output_tokens", eid)
             new.max_output_tokens = None if m in (None, "inf") else m
         if "tools" in s:
-            new.tools = _client_tools(require(s, "tools", list, "session.tools"), self.limits.max_tools, eid)
+            new.tools = client_tools(require(s, "tools", list, "session.tools"), self.limits.max_tools, eid)
         audio = optional(s, "audio", dict, "session.audio") or {}
         inp = optional(audio, "input", dict, "session.audio.input") or {}
         out = optional(audio, "output", dict, "session.audio.output") or {}
@@ -225,7 +166,7 @@ class RealtimeConnection:
                 raise ProtocolError(f"session.audio.{where}.format: only audio/pcm at {PCM_RATE} Hz is supported",
                                     "unsupported_format", f"session.audio.{where}.format", eid)
         if "turn_detection" in inp:
-            new.turn_detection = _turn_detection(inp["turn_detection"], eid)
+            new.turn_detection = turn_detection(inp["turn_detection"], eid)
         if "voice" in out:
             voice = out["voice"]
             voice = voice.get("id") if isinstance(voice, dict) else voice
@@ -279,7 +220,7 @@ class RealtimeConnection:
                                 None, event.get("event_id"))
         pcm = np.concatenate(self._audio)
         self._clear_audio()
-        await self._commit(_to_model_rate(pcm, PCM_RATE))
+        await self._commit(resample(pcm, PCM_RATE, MODEL_RATE))
 
     async def _on_input_audio_buffer_clear(self, event: dict) -> None:
         self._clear_audio()
@@ -368,7 +309,7 @@ class RealtimeConnection:
                     raise ProtocolError("send session.update before input audio", "session_not_configured",
                                         f"item.content[{i}]", eid)
                 pcm = decode_pcm16(require(part, "audio", str, f"item.content[{i}].audio"), self.limits.max_append_bytes)
-                audio.append(_to_model_rate(pcm, PCM_RATE))
+                audio.append(resample(pcm, PCM_RATE, MODEL_RATE))
             else:
                 raise ProtocolError(f"item.content[{i}]: type must be input_text or input_audio", "invalid_value",
                                     f"item.content[{i}].type", eid)
@@ -452,196 +393,6 @@ class RealtimeConnection:
         user_input = Message("human", list(parts)) if parts else None
         self._cancel = asyncio.Event()
         self._cancel_reason = "client_cancelled"
-        run = self._response_run = _ResponseRun(self, new_id("resp"), list(mods))
+        run = self._response_run = ResponseRun(self, new_id("resp"), list(mods))
         self._response = asyncio.create_task(run.run(session, user_input, reply, self._cancel))
         await asyncio.sleep(0)  # let response.created go out before the next client event is handled
-
-
-class _ResponseRun:
-    """One response: session events in, Realtime events out."""
-
-    def __init__(self, conn: RealtimeConnection, response_id: str, modalities: list[str]):
-        self.conn = conn
-        self.id = response_id
-        self.modalities = modalities
-        self.output: list[OutputItem] = []
-        self.current: OutputItem | None = None
-        self.end: TurnEnd | None = None
-        self.usage = {"input_tokens": 0, "output_tokens": 0}
-
-    def _resp(self, status: str, details: dict | None = None) -> dict:
-        r = {"id": self.id, "object": "realtime.response", "status": status, "output_modalities": self.modalities,
-             "conversation_id": "conv_default", "output": [o.item() for o in self.output]}
-        if details:
-            r["status_details"] = details
-        if status != "in_progress":
-            r["usage"] = {**self.usage, "total_tokens": self.usage["input_tokens"] + self.usage["output_tokens"]}
-        return r
-
-    def _ids(self, item: OutputItem) -> dict:
-        return {"response_id": self.id, "item_id": item.id, "output_index": self.output.index(item)}
-
-    async def run(self, session: SessionLike, user_input, reply: str, cancel: asyncio.Event) -> None:
-        send = self.conn.send
-        await send(server_event("response.created", response=self._resp("in_progress")))
-        failure: str | None = None
-        try:
-            async for ev in session.respond(user_input, reply=reply, cancel=cancel):
-                await self._event(ev)
-        except asyncio.CancelledError:
-            failure = None
-            self.end = TurnEnd("cancelled")
-        except Exception as e:  # the session failed: tell the client, keep the connection
-            log.exception("response %s failed", self.id)
-            failure = f"{type(e).__name__}: {e}"
-        await self._close_current()
-        if failure:
-            status, details = "failed", {"type": "failed", "error": {"type": "server_error", "message": failure}}
-        elif self.end is None or self.end.reason in ("stop",):
-            status, details = "completed", None
-        elif self.end.reason == "cancelled" or cancel.is_set():
-            status, details = "cancelled", {"type": "cancelled", "reason": self.conn._cancel_reason}
-        elif self.end.reason == "length":
-            status, details = "incomplete", {"type": "incomplete", "reason": "max_output_tokens"}
-        else:
-            status = "failed"
-            details = {"type": "failed", "error": {"type": "server_error", "code": self.end.reason,
-                                                   "message": self.end.error or self.end.reason}}
-        await send(server_event("response.done", response=self._resp(status, details)))
-
-    async def _open(self, kind: str) -> OutputItem:
-        if self.current is not None and self.current.kind == kind:
-            return self.current
-        await self._close_current()
-        item = OutputItem(new_id("item"), kind)
-        self.output.append(item)
-        self.current = item
-        self.conn._items[item.id] = "message"
-        send = self.conn.send
-        await send(server_event("response.output_item.added", response_id=self.id, output_index=len(self.output) - 1,
-                                item=item.item()))
-        await send(server_event("conversation.item.added", item=item.item(), previous_item_id=None))
-        await send(server_event("response.content_part.added", content_index=0, part=item.part(), **self._ids(item)))
-        return item
-
-    async def _close_current(self) -> None:
-        item, self.current = self.current, None
-        if item is None:
-            return
-        send = self.conn.send
-        ids = {"content_index": 0, **self._ids(item)}
-        if item.kind == "audio":
-            await send(server_event("response.output_audio_transcript.done", transcript=item.text, **ids))
-            await send(server_event("response.output_audio.done", **ids))
-        else:
-            await send(server_event("response.output_text.done", text=item.text, **ids))
-        item.status = "completed" if not (self.conn._cancel and self.conn._cancel.is_set()) else "incomplete"
-        await send(server_event("response.content_part.done", part=item.part(final=True), **ids))
-        await send(server_event("response.output_item.done", response_id=self.id, output_index=ids["output_index"],
-                                item=item.item()))
-        await send(server_event("conversation.item.done", item=item.item(), previous_item_id=None))
-        self.conn._last_reply_item = item
-
-    async def _event(self, ev) -> None:
-        send = self.conn.send
-        if isinstance(ev, TextDelta):
-            if ev.channel == "think" or not ev.text:
-                return  # reasoning stays on the server
-            item = await self._open("audio" if ev.channel == "speech" else "text")
-            item.text += ev.text
-            etype = "response.output_audio_transcript.delta" if item.kind == "audio" else "response.output_text.delta"
-            await send(server_event(etype, content_index=0, delta=ev.text, **self._ids(item)))
-        elif isinstance(ev, AudioChunk):
-            item = await self._open("audio")
-            pcm = ev.pcm if ev.sample_rate == PCM_RATE else _resample(ev.pcm, ev.sample_rate, PCM_RATE)
-            if len(pcm):
-                item.audio_ms += 1000.0 * len(pcm) / PCM_RATE
-                await send(server_event("response.output_audio.delta", content_index=0, delta=encode_pcm16(pcm),
-                                        **self._ids(item)))
-        elif isinstance(ev, ToolCall):
-            await self._close_current()
-            args = json.dumps(ev.arguments, ensure_ascii=False)
-            item = OutputItem(new_id("item"), "function_call", call_id=ev.id, name=ev.name)
-            self.output.append(item)
-            self.conn._items[item.id] = "function_call"
-            idx = len(self.output) - 1
-            await send(server_event("response.output_item.added", response_id=self.id, output_index=idx, item=item.item()))
-            await send(server_event("conversation.item.added", item=item.item(), previous_item_id=None))
-            await send(server_event("response.function_call_arguments.delta", response_id=self.id, item_id=item.id,
-                                    output_index=idx, call_id=ev.id, delta=args))
-            item.arguments, item.status = args, "completed"
-            await send(server_event("response.function_call_arguments.done", response_id=self.id, item_id=item.id,
-                                    output_index=idx, call_id=ev.id, name=ev.name, arguments=args))
-            await send(server_event("response.output_item.done", response_id=self.id, output_index=idx, item=item.item()))
-            await send(server_event("conversation.item.done", item=item.item(), previous_item_id=None))
-        elif isinstance(ev, ToolResult):
-            await self._close_current()
-            item_id = new_id("item")
-            self.conn._items[item_id] = "function_call_output"
-            out = function_output_item(item_id, ev.call_id, ev.content)
-            await send(server_event("conversation.item.added", item=out, previous_item_id=None))
-            await send(server_event("conversation.item.done", item=out, previous_item_id=None))
-        elif isinstance(ev, VoiceChanged):
-            self.conn.settings.voice = ev.name
-            await send(server_event("session.updated", session=self.conn.settings.wire(self.conn.factory.model_name)))
-        elif isinstance(ev, TurnEnd):
-            self.end = ev
-            self.usage["input_tokens"] += ev.usage.prompt_tokens
-            self.usage["output_tokens"] += ev.usage.completion_tokens
-        # SpeechCodes and the voice loop's events carry nothing a Realtime client reads
-
-
-# ---- helpers ---------------------------------------------------------------------------
-
-
-def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    import soxr
-
-    return soxr.resample(np.asarray(x, dtype=np.float32), sr_in, sr_out).astype(np.float32)
-
-
-def _to_model_rate(pcm: np.ndarray, sr: int) -> np.ndarray:
-    return _resample(pcm, sr, MODEL_RATE) if sr != MODEL_RATE else pcm
-
-
-def _client_tools(tools: Sequence[Any], max_tools: int, eid: str | None) -> list[dict]:
-    """Realtime function tools -> chat-form schemas the model reads in its tool_json_schemas turn."""
-    if len(tools) > max_tools:
-        raise ProtocolError(f"at most {max_tools} tools", "invalid_value", "session.tools", eid)
-    out = []
-    for i, t in enumerate(tools):
-        if not isinstance(t, dict) or t.get("type", "function") != "function":
-            raise ProtocolError(f"session.tools[{i}]: only function tools are supported", "invalid_value",
-                                f"session.tools[{i}]", eid)
-        name = t.get("name")
-        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-            raise ProtocolError(f"session.tools[{i}].name must be a name of letters, digits, _ or -", "invalid_value",
-                                f"session.tools[{i}].name", eid)
-        params = t.get("parameters") or {"type": "object", "properties": {}}
-        if not isinstance(params, dict):
-            raise ProtocolError(f"session.tools[{i}].parameters must be a JSON schema object", "invalid_value",
-                                f"session.tools[{i}].parameters", eid)
-        out.append({"type": "function", "function": {"name": name, "description": str(t.get("description") or ""),
-                                                     "parameters": params}})
-    return out
-
-
-def _turn_detection(td: Any, eid: str | None) -> TurnDetection | None:
-    if td is None:
-        return None
-    if not isinstance(td, dict) or td.get("type") not in ("server_vad", "semantic_vad"):
-        raise ProtocolError("turn_detection.type must be server_vad or semantic_vad (or null)", "invalid_value",
-                            "session.audio.input.turn_detection", eid)
-    out = TurnDetection(type=td["type"])
-    for key, kind in (("threshold", (int, float)), ("prefix_padding_ms", int), ("silence_duration_ms", int),
-                      ("create_response", bool), ("interrupt_response", bool)):
-        if td.get(key) is not None:
-            value = td[key]
-            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise ProtocolError(f"turn_detection.{key} has the wrong type", "invalid_value",
-                                    f"session.audio.input.turn_detection.{key}", eid)
-            setattr(out, key, value)
-    if not 0 < out.threshold < 1 or out.silence_duration_ms < 50 or out.prefix_padding_ms < 0:
-        raise ProtocolError("turn_detection: threshold in (0, 1), silence_duration_ms >= 50, prefix_padding_ms >= 0",
-                            "invalid_value", "session.audio.input.turn_detection", eid)
-    return out
