@@ -71,6 +71,7 @@ class Retriever:
         self._speaker_embedder: SpeakerEmbedder | None = None
         self._text_store: Store | None = None
         self._audio_store: Store | None = None
+        self._other_stores: list[Store] = []  # stores of other speaker embedders, opened for list/rm
 
     @classmethod
     def open(cls, data_dir: str | os.PathLike, **kwargs) -> "Retriever":
@@ -195,31 +196,48 @@ class Retriever:
                          {"chunk": n}) for n, c in enumerate(doc.chunks)]
         return len(self.text_store.add(items, vecs, replace_source=doc.source))
 
+    def _stores_on_disk(self) -> list[Store]:
+        """Every store in the index dir, opened as recorded in its own meta (no embedder is loaded)."""
+        import sqlite3
+
+        open_ = {s.db_path: s for s in (*self._other_stores, self._text_store, self._audio_store) if s is not None}
+        stores = []
+        for db in sorted(self.index_dir.glob("*.sqlite")):
+            if db in open_:
+                stores.append(open_[db])
+                continue
+            try:
+                con = sqlite3.connect(str(db))
+                meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+                con.close()
+            except sqlite3.DatabaseError as e:
+                log.warning("skipping unreadable index %s: %s", db, e)
+                continue
+            # kept apart from text_store/audio_store: those also check the configured embedder
+            store = Store(db.with_suffix(""), int(meta["dim"]), meta["embedder"], self.store_config)
+            self._other_stores.append(store)
+            stores.append(store)
+        return stores
+
     def sources(self, kind: str | None = None) -> list[dict]:
-        """Indexed sources across both stores: source, kind, items, added."""
-        out = self.text_store.sources()
-        if self._audio_store is not None or (self.index_dir / f"audio-{self.speaker_embedder.name}.sqlite").exists():
-            out += self.audio_store.sources()
+        """Indexed sources across all stores: source, kind, items, added."""
+        out = [row for store in self._stores_on_disk() for row in store.sources()]
         return [s for s in out if kind is None or s["kind"] == kind]
 
     def remove(self, source: str) -> int:
-        """Remove every row of a source (a path is resolved first) from both stores."""
+        """Remove every row of a source (a path is resolved first) from every store."""
         candidates = {source}
         p = Path(source).expanduser()
         if p.exists() or p.is_absolute() or os.sep in source:
             candidates.add(str(p.resolve()))
-        n = 0
-        for src in candidates:
-            n += self.text_store.remove(source=src)
-            if self._audio_store is not None or (self.index_dir / f"audio-{self.speaker_embedder.name}.sqlite").exists():
-                n += self.audio_store.remove(source=src)
-        return n
+        return sum(store.remove(source=src) for store in self._stores_on_disk() for src in candidates)
 
     def close(self) -> None:
-        for store in (self._text_store, self._audio_store):
+        for store in (self._text_store, self._audio_store, *self._other_stores):
             if store is not None:
                 store.close()
         self._text_store = self._audio_store = None
+        self._other_stores = []
 
     def __enter__(self) -> "Retriever":
         return self

@@ -100,6 +100,9 @@ class Row:
     extra: dict
 
 
+KMEANS_ITERATIONS = 10  # IVF training: centroids barely move after ~10 rounds on embedding data
+
+
 def nlist_for(n: int) -> int:
     """IVF list count: ~4*sqrt(n), the usual rule, kept within sane bounds."""
     return int(min(65536, max(16, 4 * np.sqrt(max(n, 1)))))
@@ -114,6 +117,7 @@ def build_index(dim: int, vectors: np.ndarray, ids: np.ndarray, *, approximate: 
     else:
         nlist = nlist_for(len(vectors))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.niter = KMEANS_ITERATIONS
         # 40 points per centroid train as well as all of them at a fraction of the time
         sample = vectors
         if len(vectors) > 40 * nlist:
