@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from engine.config import StepAudio2Config
-from engine.encoder import Adapter, AudioEncoder, adapter_length
+from engine.encoder import Adapter, AudioEncoder, placeholder_count
 
 
 def _cache_kwarg() -> str:
@@ -78,9 +78,10 @@ class StepAudio2(nn.Module):
         for i, m in enumerate(mels):
             batch[i, :, : m.shape[1]] = m.to(device=self.device, dtype=self.dtype)
         lengths = torch.tensor([m.shape[1] - 2 for m in mels], device=self.device)
-        hidden, enc_lengths = self.encoder(batch, lengths)
+        hidden, _ = self.encoder(batch, lengths)
         out = self.adapter(hidden)
-        n = adapter_length(enc_lengths, cfg.kernel_size, cfg.adapter_stride).tolist()
+        # Slot counts from the host-side lengths: no device sync, and it runs on meta.
+        n = [placeholder_count(m.shape[1], cfg.kernel_size, cfg.adapter_stride) for m in mels]
         return [out[i, : n[i]] for i in range(len(mels))]
 
     def embed(
