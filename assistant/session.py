@@ -356,8 +356,7 @@ class Session:
 
     def _schemas_for_chat(self) -> list[dict[str, Any]]:
         schemas = list(self.tools.schemas()) if self.tools is not None else []
-        schemas += [s if "function" in s else {"type": "function", "function": s}
-                    for s in self.client_tools.values() if s is not None]
+        schemas += [_openai_function(s) for s in self.client_tools.values() if s is not None]
         return schemas
 
     def _schemas(self, task: Preset) -> list[dict[str, Any]]:
@@ -473,6 +472,13 @@ class Session:
                 text.append(event.text)
         return "".join(text)
 
+    def voice_prompt(self, name: str | None = None) -> Any:
+        """The token2wav prompt of `name` (default: the current voice), prepared now (it can take seconds:
+        call it from a worker thread before the first spoken reply to avoid the wait then)."""
+        if self.token2wav is None:
+            raise StepvoiceError("no token2wav: this session does not synthesise speech")
+        return self._voice_prompt(self.voice if name is None else name)
+
     def _voice_prompt(self, name: str | None) -> Any:
         """The token2wav prompt of a voice (voice bank, else the default clip); cached per session."""
         if name in self._voice_prompts:
@@ -485,6 +491,16 @@ class Session:
             prompt = self.token2wav.prepare_voice(default_voice_path())
         self._voice_prompts[name] = prompt
         return prompt
+
+
+def _openai_function(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A client tool as the model's `tool_json_schemas` expects it, from the Chat Completions form
+    (`{"type": "function", "function": {...}}`) or the Realtime form (`{"type": "function", "name": ...}`)."""
+    if "function" in schema:
+        return dict(schema)
+    fn = {k: schema[k] for k in ("name", "description", "parameters") if k in schema}
+    fn.setdefault("parameters", {"type": "object", "properties": {}})
+    return {"type": "function", "function": fn}
 
 
 def _default_voice(voice_bank: Any) -> str | None:

@@ -278,6 +278,19 @@ def test_client_tools_are_handed_back_and_the_turn_continues_after_their_output(
     assert [m.role for m in session.history] == ["human", "assistant", "input", "assistant"]
 
 
+def test_client_tools_in_the_realtime_form_are_declared_in_the_model_form():
+    flat = {"type": "function", "name": "beep", "description": "Beep once.",
+            "parameters": {"type": "object", "properties": {"times": {"type": "integer"}}}}
+    backend = script({"tool_calls": [{"name": "beep", "arguments": {"times": 2}}]})
+    session = Session(backend, client_tools=[flat, "ring"])
+    events = collect(session, "beep twice")
+    (call,) = [e for e in events if isinstance(e, ToolCall)]
+    assert call.arguments == {"times": 2} and call.id in session.pending_client_calls
+    (declared,) = json.loads(backend.requests[0][0][1].plain_text)
+    assert declared == {"type": "function", "function": {"name": "beep", "description": "Beep once.",
+                                                         "parameters": flat["parameters"]}}
+
+
 def test_tool_rounds_stop_at_the_limit():
     @tool
     def ping() -> str:
