@@ -91,6 +91,7 @@ class VoiceLoop:
         self._input_ended = False
         self._line_open = False  # a reply line is being printed
         self._last_block_at = 0.0
+        self._blocks_since_open = 0
 
     # ---- public ----------------------------------------------------------------------
 
@@ -103,6 +104,7 @@ class VoiceLoop:
         listener = asyncio.create_task(self._listen(), name="voice-listen")
         talker = asyncio.create_task(self._talk(max_turns), name="voice-talk")
         stopper = asyncio.create_task(stop.wait(), name="voice-stop")
+        losses = 0
         try:
             while True:
                 done, _ = await asyncio.wait({listener, talker, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -117,7 +119,9 @@ class VoiceLoop:
                     if not isinstance(exc, DeviceLost):
                         raise exc
                     self._barge_in(self.audio.clock(), reason="device-lost")
-                    await self._reopen(exc)
+                    # a device that fails again before delivering anything counts as not reopened
+                    losses = losses + 1 if self._blocks_since_open == 0 else 1
+                    await self._reopen(exc, losses)
                     listener = asyncio.create_task(self._listen(), name="voice-listen")
             if talker.done() and talker.exception() is not None:
                 raise talker.exception()
@@ -153,6 +157,7 @@ class VoiceLoop:
                 except EndOfInput:
                     return
                 self._last_block_at = self.audio.clock()
+                self._blocks_since_open += 1
                 self._hear(block)
         finally:
             watchdog.cancel()
@@ -273,7 +278,9 @@ class VoiceLoop:
 
     # ---- device loss -------------------------------------------------------------------
 
-    async def _reopen(self, exc: DeviceLost) -> None:
+    async def _reopen(self, exc: DeviceLost, losses: int) -> None:
+        if losses > self.config.reopen_attempts:
+            raise AudioError(f"audio device lost and could not be reopened: {exc}")
         self._error(f"{exc}; reopening the audio devices")
         last: Exception = exc
         for _ in range(self.config.reopen_attempts):
@@ -284,10 +291,12 @@ class VoiceLoop:
             await asyncio.sleep(self.config.reopen_delay_s)
             try:
                 await self.audio.start()
-                self.endpointer.reset()
-                return
             except AudioError as e:
                 last = e
+                continue
+            self.endpointer.reset()
+            self._blocks_since_open = 0
+            return
         raise AudioError(f"audio device lost and could not be reopened: {last}")
 
     # ---- output ------------------------------------------------------------------------
