@@ -75,7 +75,8 @@ def key_padding_bias(lengths: torch.Tensor, n_frames: int, dtype: torch.dtype) -
     valid = frames[None, :] < lengths[:, None]  # (B, T)
     valid = valid[:, (n_frames + 1) % 2 :: 2]  # (B, ceil(T/2))
     bias = torch.zeros(valid.shape, dtype=dtype, device=lengths.device)
-    bias.masked_fill_(~valid, torch.finfo(dtype).min if dtype != torch.float32 else -1e10)
+    # -1e10 as the official model; fp16 cannot hold it, and -1e4 already gives exp() == 0.
+    bias.masked_fill_(~valid, -1e4 if dtype == torch.float16 else -1e10)
     return bias[:, None, None, :]
 
 
