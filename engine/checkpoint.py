@@ -48,7 +48,13 @@ def resolve(spec: str | os.PathLike | None = None) -> Path:
         return path
     if not _looks_like_hub_id(spec):
         raise CheckpointError(f"checkpoint folder not found: {path}")
-    return download(spec)
+    try:
+        return download(spec)
+    except CheckpointError as e:
+        if path.parent.is_dir() and str(path.parent) not in ("", "."):
+            # "models/ckpt" with a local models/ folder was most likely meant as a path.
+            raise CheckpointError(f"checkpoint folder not found: {path} (and as a hub id: {e})") from None
+        raise
 
 
 def download(repo_id: str = DEFAULT_MODEL, directory: str | os.PathLike | None = None) -> Path:

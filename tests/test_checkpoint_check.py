@@ -162,3 +162,22 @@ def test_cli_download_offline_is_one_line(tmp_path, monkeypatch, capsys):
     assert main(["model", "download", "stepfun-ai/Step-Audio-2-mini", "--dir", str(tmp_path / "d")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: cannot download stepfun-ai/Step-Audio-2-mini")
+
+
+def test_device_and_dtype_errors():
+    import torch
+
+    from engine.checkpoint import parse_device, parse_dtype
+    from engine.errors import ConfigError
+
+    assert parse_dtype(None, torch.device("cpu"), 1000) == torch.float32
+    assert parse_dtype(None, torch.device("cpu"), 8_300_000_000) == torch.bfloat16
+    assert parse_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(ConfigError, match="dtype"):
+        parse_dtype("float8", torch.device("cpu"))
+    with pytest.raises(ConfigError, match="device"):
+        parse_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="cuda"):
+            parse_device("cuda")
+        assert parse_device(None).type in ("cpu", "mps")
