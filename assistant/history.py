@@ -95,59 +95,79 @@ class History:
 
     def __init__(self, messages: list[Message] | None = None):
         self.messages: list[Message] = list(messages or [])
-        self._last_reply: ReplyRecord | None = None
-        self._last_reply_message: Message | None = None
+        # Replies of the current user turn with how their text lines up with their codes (for truncation).
+        self._turn_replies: list[tuple[Message, ReplyRecord]] = []
 
     def append(self, message: Message) -> None:
+        if message.role == "human":
+            self._turn_replies = []
         self.messages.append(message)
 
     def add_reply(self, record: ReplyRecord, tokenizer: TokenizerLike | None = None, reply: str = "text") -> Message | None:
         msg = record.message(tokenizer, reply)
         if msg is not None:
             self.messages.append(msg)
-            self._last_reply, self._last_reply_message = record, msg
+            self._turn_replies.append((msg, record))
         return msg
 
-    def last_spoken_reply(self) -> tuple[int, Message] | None:
+    def spoken_replies(self) -> list[int]:
+        """Indexes of the spoken assistant turns after the latest user turn, oldest first."""
+        start = 0
         for i in range(len(self.messages) - 1, -1, -1):
-            m = self.messages[i]
-            if m.role == "human":
-                return None  # only the reply to the latest user turn can be interrupted
-            if m.role == "assistant" and any(isinstance(p, Speech) for p in m.content):
-                return i, m
-        return None
+            if self.messages[i].role == "human":
+                start = i + 1
+                break
+        return [i for i in range(start, len(self.messages))
+                if self.messages[i].role == "assistant" and any(isinstance(p, Speech) for p in self.messages[i].content)]
 
     def truncate_last_reply(self, played_s: float, tokenizer: TokenizerLike | None = None) -> Message | None:
-        """Keep only the part of the latest spoken reply the user heard; returns the new message
-        (None if nothing was heard and the turn was removed, or there is no spoken reply)."""
-        found = self.last_spoken_reply()
-        if found is None:
+        """Keep only what the user heard of the reply to the latest user turn.
+
+        `played_s` counts the audio of all its spoken segments in order (a reply
+        that called a tool is two segments: before and after the call). The
+        segment where playback stopped is cut; later ones lose their speech
+        (a tool call they hold stays, its result is in history). Returns the
+        last spoken turn kept, or None if nothing was heard."""
+        indexes = self.spoken_replies()
+        if not indexes:
             return None
-        index, msg = found
-        speech = next(p for p in msg.content if isinstance(p, Speech))
-        heard = max(0, math.ceil(max(0.0, played_s) * CODES_PER_SECOND - 1e-9))
-        if heard >= len(speech.codes):
-            return msg  # everything was heard
-        is_last = index == len(self.messages) - 1
-        tail = "" if is_last else speech.tail_text  # a call that was already answered stays
-        if speech.token_ids and tokenizer is not None:
-            ids, text = _truncate_ids(speech.token_ids, heard, tokenizer)
+        left = max(0, math.ceil(max(0.0, played_s) * CODES_PER_SECOND - 1e-9))
+        kept: Message | None = None
+        for index in list(indexes):
+            msg = self.messages[index]
+            speech = next(p for p in msg.content if isinstance(p, Speech))
+            if left >= len(speech.codes):
+                left -= len(speech.codes)
+                kept = msg
+                continue
+            new = self._cut(index, msg, speech, left, tokenizer)
+            left = 0
+            if new is not None and new.content and isinstance(new.content[0], Speech) and new.content[0].codes:
+                kept = new
+        for index in sorted(indexes, reverse=True):  # drop turns left empty (from the end: indexes stay valid)
+            if index < len(self.messages) and not self.messages[index].content:
+                del self.messages[index]
+        return kept
+
+    def _cut(self, index: int, msg: Message, speech: Speech, heard: int, tokenizer: TokenizerLike | None) -> Message:
+        followed = index + 1 < len(self.messages)
+        tail = speech.tail_text if followed else ""  # a call that was already answered stays
+        if heard == 0:
+            new = Message("assistant", [Text(tail)] if tail else [])
         else:
-            ids = None
-            text = self._heard_text(msg, speech, heard)
-        codes = speech.codes[:heard]
-        if not codes and not text and not tail:
-            del self.messages[index]
-            return None
-        new = Message("assistant", [Speech(text, codes, ids, tail)])
+            if speech.token_ids and tokenizer is not None:
+                ids, text = _truncate_ids(speech.token_ids, heard, tokenizer)
+            else:
+                ids, text = None, self._heard_text(msg, speech, heard)
+            new = Message("assistant", [Speech(text, speech.codes[:heard], ids, tail)])
         self.messages[index] = new
-        if self._last_reply_message is msg:
-            self._last_reply_message = new
+        self._turn_replies = [(new if m is msg else m, r) for m, r in self._turn_replies]
         return new
 
     def _heard_text(self, msg: Message, speech: Speech, heard: int) -> str:
-        if self._last_reply is not None and self._last_reply_message is msg:
-            return "".join(p for before, p in self._last_reply.speech_pieces if before < heard)
+        for m, record in self._turn_replies:
+            if m is msg:
+                return "".join(p for before, p in record.speech_pieces if before < heard)
         # No alignment known (e.g. history given by the caller): cut the text in proportion, at a space.
         n = int(len(speech.text) * heard / max(1, len(speech.codes)))
         cut = speech.text[:n]

@@ -283,7 +283,7 @@ class Session:
                         chunk = await self.speech_out.push(event.codes)
                         if chunk is not None:
                             yield chunk
-            except (StepvoiceError, OSError, RuntimeError, ValueError) as e:
+            except Exception as e:  # noqa: BLE001 - any backend failure ends the round, never the session
                 # A backend failure ends the round; what was produced so far is kept.
                 log.warning("generation failed: %s", e, exc_info=log.isEnabledFor(logging.DEBUG))
                 record.add(TurnEnd("error", error=str(e).splitlines()[0] if str(e) else type(e).__name__))

@@ -9,6 +9,7 @@ token2wav work runs in a worker thread so the event loop keeps serving
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Callable
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from engine.events import AudioChunk
 
 SAMPLE_RATE = 24000
+log = logging.getLogger(__name__)
 
 
 class SpeechOut:
@@ -28,30 +30,51 @@ class SpeechOut:
         self._stream: Any = None
         self.stream_voice: str | None = None  # the voice of the segment in progress
         self.sample_rate = int(getattr(token2wav, "sample_rate", SAMPLE_RATE))
+        self.error: str | None = None  # the latest synthesis failure, for the caller to report
+        self._failed = False
 
     def set_voice(self, name: str | None) -> None:
         """Used from the next segment on (a segment in progress keeps its voice)."""
         self.voice = name
 
     async def push(self, codes: tuple[int, ...] | list[int]) -> AudioChunk | None:
-        if not codes:
+        """PCM for `codes`. A synthesis failure mutes the rest of the segment (the text goes on) and is
+        kept in `self.error`, rather than ending the reply."""
+        if not codes or self._failed:
             return None
-        if self._stream is None:
-            await self._start()
-        pcm = await asyncio.to_thread(self._stream.push, list(codes))
+        try:
+            if self._stream is None:
+                await self._start()
+            pcm = await asyncio.to_thread(self._stream.push, list(codes))
+        except Exception as e:
+            self._fail(e)
+            return None
         return self._chunk(pcm)
 
     async def finish(self) -> AudioChunk | None:
         """End the segment: flush what token2wav still holds (its look-ahead and overlap)."""
-        if self._stream is None:
-            return None
         stream, self._stream = self._stream, None
-        pcm = await asyncio.to_thread(stream.finish)
+        failed, self._failed = self._failed, False
+        if stream is None or failed:
+            return None
+        try:
+            pcm = await asyncio.to_thread(stream.finish)
+        except Exception as e:
+            self._fail(e)
+            self._failed = False
+            return None
         return self._chunk(pcm)
 
     def abort(self) -> None:
         """Drop the segment in progress without synthesising the rest (barge-in)."""
         self._stream = None
+        self._failed = False
+
+    def _fail(self, error: Exception) -> None:
+        log.warning("speech synthesis failed, this reply continues without audio: %s", error)
+        self.error = f"speech synthesis failed: {error}"
+        self._stream = None
+        self._failed = True
 
     async def _start(self) -> None:
         voice = self.voice

@@ -201,3 +201,66 @@ def test_bad_audio_input_is_refused_with_one_clear_error():
         with pytest.raises(AudioError, match=words):
             run(session, bad)
     assert session.history == []
+
+
+def two_segment_session():
+    backend = ScriptedBackend.from_data({"replies": [
+        {"text": "One moment please", "speech_codes": list(range(8)),
+         "tool_calls": [{"name": "get_date_time"}]},
+        {"text": "It is noon", "speech_codes": list(range(100, 112))},
+    ]})
+    session = Session(backend, tools=load_registry())
+    run(session, "what time is it", reply="speech")
+    assert [m.role for m in session.history] == ["human", "assistant", "input", "assistant"]
+    return session
+
+
+def test_truncate_counts_played_audio_across_the_segments_of_a_tool_round():
+    session = two_segment_session()
+    kept = session.truncate_last_reply(0.4)  # 10 codes: all 8 of the first segment, 2 of the second
+    assert [m.role for m in session.history] == ["human", "assistant", "input", "assistant"]
+    assert session.history[1].content[0].codes == tuple(range(8))
+    assert kept is session.history[3] and kept.content[0].codes == (100, 101) and kept.content[0].text == "It"
+
+
+def test_truncate_inside_the_first_segment_keeps_the_call_and_drops_the_unheard_answer():
+    session = two_segment_session()
+    kept = session.truncate_last_reply(0.2)  # 5 codes, all in the first segment
+    assert [m.role for m in session.history] == ["human", "assistant", "input"]
+    (speech,) = session.history[1].content
+    assert kept is session.history[1]
+    assert speech.codes == tuple(range(5)) and speech.text == "One moment"
+    assert speech.tail_text.startswith("<tool_call>function\nget_date_time")  # its result is still in history
+
+
+def test_a_synthesis_failure_mutes_the_reply_but_the_text_goes_on():
+    class Broken(RecordingToken2Wav):
+        def stream(self, voice):
+            s = super().stream(voice)
+            s.push = lambda codes: (_ for _ in ()).throw(RuntimeError("vocoder exploded"))
+            return s
+
+    backend = ScriptedBackend.from_data({"replies": [{"text": "Hello there friend", "speech_codes": list(range(12))},
+                                                     {"text": "Again", "speech_codes": [1, 2, 3, 4]}]})
+    t2w = Broken()
+    session = Session(backend, token2wav=t2w)
+    events = run(session, "hi", reply="speech")
+    assert not [e for e in events if isinstance(e, AudioChunk)]
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Hello there friend"
+    assert events[-1].reason == "stop" and "vocoder exploded" in session.speech_out.error
+    assert len(t2w.streams) == 1  # muted for the rest of the segment, not retried per code group
+    run(session, "again", reply="speech")
+    assert len(t2w.streams) == 2  # the next reply tries again
+
+
+def test_a_backend_that_raises_ends_the_turn_with_an_error_and_keeps_history():
+    class Failing(ScriptedBackend):
+        async def generate(self, messages, options, cancel=None):
+            yield TextDelta("Partial ")
+            raise ConnectionResetError("engine went away")
+
+    session = Session(Failing([]))
+    events = run(session, "hi")
+    assert isinstance(events[-1], TurnEnd) and events[-1].reason == "error"
+    assert "engine went away" in events[-1].error
+    assert session.history[-1].plain_text == "Partial "
