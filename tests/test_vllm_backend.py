@@ -33,6 +33,7 @@ class ForkServer:
         self.replies: list[dict] = []
         self.requests: list[dict] = []
         self.model_asks = 0
+        self.auth: list = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -51,6 +52,7 @@ class ForkServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 owner.requests.append(body)
+                owner.auth.append(self.headers.get("Authorization"))
                 plan = owner.replies.pop(0) if owner.replies else {"chunks": [{"content": "ok"}]}
                 status = plan.get("status", 200)
                 if status != 200:
@@ -299,3 +301,11 @@ def test_live_server_answers_text_and_speech():
     assert events[-1].reason in ("stop", "length") and any(isinstance(e, TextDelta) for e in events)
     events = run(b, [Message.text("human", "Say hello.")], GenerationOptions(max_new_tokens=128, reply="speech"))
     assert any(isinstance(e, SpeechCodes) for e in events)
+
+
+def test_api_key_from_the_environment_is_sent(fork, monkeypatch):
+    monkeypatch.setenv("VLLM_API_KEY", "k-123")
+    run(VLLMBackend(fork.url), [Message.text("human", "hi")])
+    monkeypatch.delenv("VLLM_API_KEY")
+    run(VLLMBackend(fork.url), [Message.text("human", "hi")])
+    assert fork.auth == ["Bearer k-123", None]

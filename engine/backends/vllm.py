@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, replace
 from typing import AsyncIterator, Sequence
@@ -45,7 +46,7 @@ class VLLMSettings:
     retries: int = 2  # extra attempts for connection errors and 429/5xx before any output
     backoff_s: float = 0.5  # doubled after each failed attempt
     stream: bool = True
-    api_key: str | None = None
+    api_key: str | None = None  # for a server started with --api-key; default: env VLLM_API_KEY
 
 
 class VLLMBackend:
@@ -60,7 +61,7 @@ class VLLMBackend:
         if url.endswith("/v1"):
             url = url[: -len("/v1")]
         self.base_url = url
-        self.settings = settings or VLLMSettings()
+        self.settings = settings or VLLMSettings(api_key=os.environ.get("VLLM_API_KEY") or None)
         self._model = self.settings.model
         self._transport = transport
         self.last_payload: dict | None = None  # the last request body (for `ask --json` and tests)
