@@ -69,6 +69,7 @@ def speech(text: str) -> np.ndarray:
 async def run_turns(turns: int, speed: float, silence_ms: float, token2wav) -> VoiceLoop:  # noqa: ANN001
     replies = [{"text": "Sure, here it is.", "speech_codes": list(range(25))} for _ in range(turns)]
     session = Session(ScriptedBackend.from_data({"replies": replies}), token2wav=token2wav)
+    await asyncio.to_thread(session.voice_prompt)  # as `stepvoice chat` does before listening
     audio = InProcessAudio([np.zeros(8000, np.float32)], speed=speed)
     loop = VoiceLoop(session, audio, out=io.StringIO(),
                      config=VoiceLoopConfig(endpoint=EndpointConfig(silence_ms=silence_ms)))
@@ -96,7 +97,7 @@ def vad_frame_cost(n: int = 500) -> float:
 
 
 def table(name: str, loop: VoiceLoop) -> float:
-    """Prints the medians over the warm turns (the first turn loads the voice prompt: shown apart)."""
+    """Prints the medians over the warm turns (the first turn is shown apart)."""
     cold, warm = loop.traces[0], loop.traces[1:]
     rows = [t.since_endpoint_ms() for t in warm if t.complete]
     print(f"\n{name}: {len(rows)} warm turns complete of {len(warm)}")

@@ -103,9 +103,8 @@ async def _run(loop: Any, push_to_talk: bool) -> None:
     import signal
 
     # Prepare the voice prompt now, not on the first reply (it loads token2wav's front end: seconds).
-    prepare = getattr(loop.session, "_voice_prompt", None)
-    if getattr(loop.session, "speech_out", None) is not None and prepare is not None:
-        await asyncio.to_thread(prepare, loop.session.voice)
+    if loop.session.token2wav is not None:
+        await asyncio.to_thread(loop.session.voice_prompt)
 
     stop = asyncio.Event()
     running = asyncio.get_running_loop()
