@@ -78,8 +78,6 @@ def load_into(model: nn.Module, directory: Path, device: torch.device, dtype: to
     Raises CheckpointError for a missing shard, a missing tensor or a shape
     mismatch; tensors the model does not have are logged and skipped.
     """
-    from safetensors import safe_open
-
     expected = {k: tuple(v.shape) for k, v in model.state_dict(keep_vars=True).items()}
     weight_map = read_index(directory)
     missing = sorted(set(expected) - set(weight_map))
@@ -97,15 +95,27 @@ def load_into(model: nn.Module, directory: Path, device: torch.device, dtype: to
         path = directory / shard
         if not path.is_file():
             raise CheckpointError(f"missing shard {shard} (listed in {INDEX_FILE})")
-        with safe_open(str(path), framework="pt", device=read_device) as f:
-            present = set(f.keys())
-            for name in names:
-                if name not in present:
-                    raise CheckpointError(f"tensor {name} is not in {shard} as the index says")
-                shape = tuple(f.get_slice(name).get_shape())
-                if shape != expected[name]:
-                    raise CheckpointError(f"tensor {name} has shape {list(shape)}, expected {list(expected[name])}")
-                _set_tensor(model, name, f.get_tensor(name).to(device=device, dtype=dtype))
+        try:
+            _load_shard(model, path, names, expected, read_device, device, dtype)
+        except CheckpointError:
+            raise
+        except Exception as e:  # safetensors' own errors: truncated or corrupt files
+            raise CheckpointError(f"cannot read shard {shard}: {e}") from None
+
+
+def _load_shard(model: nn.Module, path: Path, names: list[str], expected: dict[str, tuple[int, ...]],
+                read_device: str, device: torch.device, dtype: torch.dtype) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device=read_device) as f:
+        present = set(f.keys())
+        for name in names:
+            if name not in present:
+                raise CheckpointError(f"tensor {name} is not in {path.name} as the index says")
+            shape = tuple(f.get_slice(name).get_shape())
+            if shape != expected[name]:
+                raise CheckpointError(f"tensor {name} has shape {list(shape)}, expected {list(expected[name])}")
+            _set_tensor(model, name, f.get_tensor(name).to(device=device, dtype=dtype))
 
 
 def save_shards(tensors: dict[str, torch.Tensor], directory: Path, n_shards: int) -> list[str]:

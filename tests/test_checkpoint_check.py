@@ -181,3 +181,12 @@ def test_device_and_dtype_errors():
         with pytest.raises(ConfigError, match="cuda"):
             parse_device("cuda")
         assert parse_device(None).type in ("cpu", "mps")
+
+
+def test_truncated_shard(broken, capsys):
+    shard = sorted(set(_index(broken).values()))[0]
+    data = (broken / shard).read_bytes()
+    (broken / shard).write_bytes(data[: len(data) // 2])
+    _fails_naming(broken, capsys, shard)
+    with pytest.raises(CheckpointError, match=shard):
+        load_model(broken, "cpu", "float32")
