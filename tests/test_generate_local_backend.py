@@ -214,3 +214,21 @@ def test_think_then_speech_events(backend):
     assert not [e for e in events if isinstance(e, TextDelta) and e.channel == "text"]
     got_codes = [c for e in events if type(e).__name__ == "SpeechCodes" for c in e.codes]
     assert got_codes == codes
+
+
+def test_model_failure_ends_the_turn_with_error(backend):
+    tok = backend.tokenizer
+
+    class Failing(ScriptedLogits):
+        def __call__(self, *a, **kw):
+            if len(self.calls) == 3:
+                raise RuntimeError("device lost")
+            return super().__call__(*a, **kw)
+
+    script = tok.encode("abcdef")
+    b = LocalBackend(Failing(backend.model, script), tok)
+    events = run(b, HELLO, GenerationOptions(max_new_tokens=20, temperature=0))
+    end = events[-1]
+    assert isinstance(end, TurnEnd) and end.reason == "error" and "device lost" in end.error
+    assert list(end.token_ids) == script[:3]
+    assert sum(isinstance(e, TurnEnd) for e in events) == 1
