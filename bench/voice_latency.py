@@ -6,9 +6,12 @@ scripted engine (zero model time) and a zero-time synthesizer, and prints the
 medians of each trace mark after the endpoint. The VAD hangover (the silence
 the endpointer waits for) is listed on its own: it is a setting, not overhead.
 With --token2wav DIR the synthesizer is a real Token2Wav folder instead (e.g.
-a fake one from `stepvoice model fake`), to see what synthesis adds.
+a fake one from `stepvoice model fake`), to see what synthesis adds. With
+--model DIR the same trace runs end to end on a real engine (a checkpoint
+folder, e.g. a fake one of real size on a CUDA machine) and its token2wav/.
 
     .venv/bin/python bench/voice_latency.py [--turns 20] [--speed 2] [--token2wav DIR]
+        [--model DIR --device cuda --max-new-tokens 64]
 """
 from __future__ import annotations
 
@@ -66,9 +69,12 @@ def speech(text: str) -> np.ndarray:
     return soxr.resample(x[:, 0], sr, 16000).astype(np.float32)
 
 
-async def run_turns(turns: int, speed: float, silence_ms: float, token2wav) -> VoiceLoop:  # noqa: ANN001
-    replies = [{"text": "Sure, here it is.", "speech_codes": list(range(25))} for _ in range(turns)]
-    session = Session(ScriptedBackend.from_data({"replies": replies}), token2wav=token2wav)
+async def run_turns(turns: int, speed: float, silence_ms: float, token2wav, backend=None,  # noqa: ANN001
+                    generation: dict | None = None) -> VoiceLoop:
+    if backend is None:
+        replies = [{"text": "Sure, here it is.", "speech_codes": list(range(25))} for _ in range(turns)]
+        backend = ScriptedBackend.from_data({"replies": replies})
+    session = Session(backend, token2wav=token2wav, generation=generation)
     await asyncio.to_thread(session.voice_prompt)  # as `stepvoice chat` does before listening
     audio = InProcessAudio([np.zeros(8000, np.float32)], speed=speed)
     loop = VoiceLoop(session, audio, out=io.StringIO(),
@@ -118,6 +124,9 @@ def main() -> None:
     ap.add_argument("--speed", type=float, default=2.0, help="in-process clock speed (1 = real time)")
     ap.add_argument("--silence-ms", type=float, default=500.0)
     ap.add_argument("--token2wav", type=Path, help="also run with this Token2Wav folder")
+    ap.add_argument("--model", type=Path, help="also run end to end with this checkpoint folder (and its token2wav/)")
+    ap.add_argument("--device", default=None, help="device for --model (default: best available)")
+    ap.add_argument("--max-new-tokens", type=int, default=64, help="per reply, for --model")
     args = ap.parse_args()
     print(f"Silero VAD: {vad_frame_cost():.3f} ms per 32 ms frame (one thread)")
     print(f"in-process audio blocks of 32 ms at speed {args.speed:g}: playback start waits for the next block")
@@ -130,6 +139,16 @@ def main() -> None:
         t2w = Token2Wav.from_dir(args.token2wav)
         loop = asyncio.run(run_turns(args.turns + 1, args.speed, args.silence_ms, t2w))
         table(f"scripted engine, Token2Wav {args.token2wav}", loop)
+    if args.model:
+        from engine.backends import load_backend
+        from engine.token2wav import Token2Wav
+
+        kwargs = {"device": args.device} if args.device else {}
+        backend = load_backend(str(args.model), **kwargs)
+        t2w = Token2Wav.from_dir(args.model / "token2wav", device=args.device or "cpu")
+        loop = asyncio.run(run_turns(args.turns + 1, args.speed, args.silence_ms, t2w, backend,
+                                     {"max_new_tokens": args.max_new_tokens, "temperature": 1.0}))
+        table(f"end to end: {args.model} on {args.device or 'default device'}", loop)
 
 
 if __name__ == "__main__":

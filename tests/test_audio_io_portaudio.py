@@ -30,6 +30,8 @@ pcm.spk {{ type plug slave {{ pcm "spkfile" format S16_LE rate {spk_rate} channe
 
 
 def _portaudio_or_skip() -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("virtual ALSA devices need Linux")
     probe = subprocess.run([sys.executable, "-c", "import sounddevice"], capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip("PortAudio (libportaudio2) is not installed: " + probe.stderr.strip().splitlines()[-1])
