@@ -29,8 +29,9 @@ class Parts:
 
 
 def load_parts(cfg: AssistantConfig, *, tools: bool = True, tools_modules: Sequence[str] = (),
-               speech: bool = False, backend: Any = None) -> Parts:
-    """The backend (from `cfg.model`), and the optional parts the settings ask for."""
+               speech: bool = False, voices: bool = False, backend: Any = None) -> Parts:
+    """The backend (from `cfg.model`), and the optional parts the settings ask for: token2wav and the
+    voice bank when replies are spoken (`speech`) or a voice is named (`voices`)."""
     from assistant.paths import data_dir
     from engine.backends import load_backend
 
@@ -49,7 +50,8 @@ def load_parts(cfg: AssistantConfig, *, tools: bool = True, tools_modules: Seque
         parts.retriever = open_retriever(home, parts.notes)
     if speech:
         parts.token2wav = open_token2wav(cfg, backend, parts.notes)
-    parts.voice_bank = open_voice_bank(home, parts.token2wav, parts.notes)
+    if speech or voices or cfg.voice:  # the bank's first use installs and indexes its starter voices: only when it matters
+        parts.voice_bank = open_voice_bank(home, parts.token2wav, parts.notes)
     return parts
 
 

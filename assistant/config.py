@@ -36,8 +36,8 @@ from engine.errors import ConfigError
 from tools.config import ToolsConfig
 
 ENV_PREFIX = "STEPVOICE_"
-# Variables with the prefix that belong to other parts of the program, not to this schema.
-ENV_NOT_SETTINGS = frozenset({"STEPVOICE_HOME", "STEPVOICE_CONFIG", "STEPVOICE_DEBUG", "STEPVOICE_LIVE", "STEPVOICE_SLOW"})
+# Variables with the prefix that name a setting's word but are not settings (data_dir comes from STEPVOICE_HOME).
+ENV_NOT_SETTINGS = frozenset({"STEPVOICE_HOME", "STEPVOICE_CONFIG", "STEPVOICE_DEBUG"})
 
 # The official example's instruction appended after tool results.
 OFFICIAL_SUMMARY_INSTRUCTION = "\n\n\n请用口语化形式总结检索结果，简短地回答用户的问题。"
@@ -167,10 +167,17 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, A
 
 
 def _env_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """Settings from `STEPVOICE_*` variables. A name that is not a top-level setting belongs to another
+    part of stepvoice (STEPVOICE_TOKEN, STEPVOICE_TEXT_EMBEDDER ...) and is left alone; a `SECTION__KEY`
+    name must name a real section and key (a typo there is an error, not silently ignored)."""
+    top = {f.name for f in dataclasses.fields(AssistantConfig)}
     out = {}
     for name, value in env.items():
-        if name.startswith(ENV_PREFIX) and name not in ENV_NOT_SETTINGS:
-            out[name[len(ENV_PREFIX):].lower().replace("__", ".")] = value
+        if not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS:
+            continue
+        key = name[len(ENV_PREFIX):].lower().replace("__", ".")
+        if key.split(".")[0] in top:
+            out[key] = value
     return out
 
 

@@ -74,7 +74,7 @@ def test_env_names_the_file_and_default_file_may_be_absent(tmp_path, monkeypatch
     ("[generation]\nmax_new_tokens = 'many'", {}, "generation.max_new_tokens"),
     ("model = [", {}, "malformed TOML"),
     ("", {"STEPVOICE_TOOL_LOOP__MAX_ROUNDS": "lots"}, "tool_loop.max_rounds"),
-    ("", {"STEPVOICE_BOGUS": "1"}, "unknown setting bogus"),
+    ("", {"STEPVOICE_RAG__MODEE": "off"}, "unknown setting rag.modee"),
 ])
 def test_bad_settings_give_one_clear_line(tmp_path, text, env, words):
     f = tmp_path / "c.toml"
@@ -82,6 +82,12 @@ def test_bad_settings_give_one_clear_line(tmp_path, text, env, words):
     with pytest.raises(ConfigError, match=words) as e:
         load_config(f, env=env)
     assert "\n" not in str(e.value)
+
+
+def test_other_parts_variables_are_left_alone():
+    env = {"STEPVOICE_TOKEN": "secret", "STEPVOICE_TEXT_EMBEDDER": "hash", "STEPVOICE_VLLM_URL": "http://x",
+           "STEPVOICE_LIVE": "1", "STEPVOICE_MODEL": "scripted:x.yaml"}
+    assert load_config(env=env).model == "scripted:x.yaml"
 
 
 def test_a_named_file_that_is_missing_is_an_error(tmp_path):

@@ -71,6 +71,7 @@ def home(tmp_path, monkeypatch):
     for k in list(os.environ):
         if k.startswith("STEPVOICE_") and k != "STEPVOICE_HOME":
             monkeypatch.delenv(k)
+    monkeypatch.setenv("STEPVOICE_TEXT_EMBEDDER", "hash")  # the voice bank's starter voices index fast
     return tmp_path / "home"
 
 

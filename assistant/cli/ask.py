@@ -71,7 +71,8 @@ def ask(args: argparse.Namespace) -> int:
     if args.text:
         parts_of_message.append(Text(args.text))
     reply = "speech" if speak is not None else "text"
-    parts = load_parts(cfg, tools=not args.no_tools, tools_modules=args.tools_module, speech=speak is not None)
+    parts = load_parts(cfg, tools=not args.no_tools, tools_modules=args.tools_module, speech=speak is not None,
+                       voices=bool(args.voice))
     session = Session(parts.backend, config=cfg, tools=parts.tools, retriever=parts.retriever,
                       voice_bank=parts.voice_bank, token2wav=parts.token2wav, voice=args.voice, task=args.task,
                       target_lang=args.target_lang, generation=sampling_flags(args))

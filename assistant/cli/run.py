@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config_file, {**common_overrides(args), "model": args.model or taskfile.model})
     speech = any(t.reply == "speech" for t in taskfile.tasks)
     parts = load_parts(cfg, tools=any(t.tools is not False for t in taskfile.tasks),
-                       tools_modules=args.tools_module, speech=speech)
+                       tools_modules=args.tools_module, speech=speech, voices=any(t.voice for t in taskfile.tasks))
     for note in parts.notes if speech else []:
         print(f"note: {note}", file=sys.stderr)
     out = Path(args.out) if args.out else (
