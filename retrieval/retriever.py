@@ -131,12 +131,18 @@ class Retriever:
         return self.text_store.add(items, vecs, replace_source=source if replace else None)
 
     def add_audio(self, samples: np.ndarray, source: str, *, kind: str = "audio", path: str | None = None,
-                  transcript: str | None = None, source_hash: str | None = None, extra: dict | None = None) -> list[int]:
-        """Index one clip's speaker vector (and its transcript in the text store) under `source`."""
+                  transcript: str | None = None, source_hash: str | None = None,
+                  extra: dict | None = None) -> list[int] | None:
+        """Index one clip's speaker vector (and its transcript in the text store) under `source`.
+
+        None when `source_hash` is given and already stored for `source`."""
         vec = self.speaker_embedder.embed(samples)
         digest = source_hash or item_hash(kind, source, f"{len(samples)}:{float(np.sum(np.abs(samples))):.6f}")
         item = NewItem(kind, source, item_hash(kind, source, digest), transcript or "", path, digest, extra or {})
-        ids = self.audio_store.add([item], vec[None], replace_source=source)
+        ids = self.audio_store.add([item], vec[None], replace_source=source,
+                                   unless_source_hash=digest if source_hash else None)
+        if ids is None:
+            return None
         if transcript:
             self.text_store.add(
                 [NewItem("transcript", source, item_hash("transcript", source, transcript), transcript, path, digest)],
@@ -178,23 +184,27 @@ class Retriever:
                     bar.update(len(doc.chunks) or 1)
                     continue
                 if doc.kind == "audio":
-                    report.items += len(self.add_audio(doc.samples, doc.source, path=doc.path,
-                                                       transcript=doc.transcript, source_hash=doc.source_hash))
+                    ids = self.add_audio(doc.samples, doc.source, path=doc.path, transcript=doc.transcript,
+                                         source_hash=doc.source_hash)
                 else:
-                    report.items += self._add_chunks(doc, bar)
+                    ids = self._add_chunks(doc, bar)
+                if ids is None:  # another process stored the same bytes meanwhile
+                    report.unchanged.append(doc.source)
+                    continue
+                report.items += len(ids)
                 report.added.append(doc.source)
                 if on_file:
                     on_file(doc)
         return report
 
-    def _add_chunks(self, doc: Document, bar) -> int:
+    def _add_chunks(self, doc: Document, bar) -> list[int] | None:
         # embed everything first, then one transaction: a crash leaves the old version or the new, never half
         vecs = np.concatenate([self.text_embedder.embed(doc.chunks[i : i + EMBED_BATCH])
                                for i in range(0, len(doc.chunks), EMBED_BATCH)])
         bar.update(len(doc.chunks))
         items = [NewItem("text", doc.source, item_hash("text", doc.source, f"{n}\0{c}"), c, doc.path, doc.source_hash,
                          {"chunk": n}) for n, c in enumerate(doc.chunks)]
-        return len(self.text_store.add(items, vecs, replace_source=doc.source))
+        return self.text_store.add(items, vecs, replace_source=doc.source, unless_source_hash=doc.source_hash)
 
     def _stores_on_disk(self) -> list[Store]:
         """Every store in the index dir, opened as recorded in its own meta (no embedder is loaded)."""

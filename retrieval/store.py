@@ -303,12 +303,15 @@ class Store:
                 stale.unlink(missing_ok=True)  # left by a crash mid-write
 
     # ----- writes ----------------------------------------------------------------------
-    def add(self, items: Sequence[NewItem], vectors: np.ndarray, *, replace_source: str | None = None) -> list[int]:
+    def add(self, items: Sequence[NewItem], vectors: np.ndarray, *, replace_source: str | None = None,
+            unless_source_hash: str | None = None) -> list[int] | None:
         """Add rows in one transaction; rows whose hash is already stored are skipped.
 
         With `replace_source`, that source's old rows are removed in the same
         transaction (a changed file is updated, never half-updated).
-        Returns the ids of the rows actually added.
+        Returns the ids of the rows actually added, or None when `replace_source`
+        already holds `unless_source_hash` (checked under the lock, so two
+        processes adding the same file store it once and only one reports it).
         """
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim) if len(items) else np.zeros((0, self.dim), np.float32)
         if len(items) != len(vectors):
@@ -317,6 +320,9 @@ class Store:
             raise StoreError("embedding produced NaN or infinite values; nothing was added")
         with self._writing():
             self._sync()
+            if unless_source_hash is not None and replace_source is not None \
+                    and self.source_hash(replace_source) == unless_source_hash:
+                return None
             gen = self.generation() + 1
             now = time.time()
             added: list[tuple[int, int]] = []  # (row id, position in items)
