@@ -23,10 +23,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, AsyncIterator, Iterable, Mapping
 
 import numpy as np
 
@@ -34,22 +33,20 @@ from assistant.compaction import CompactionStats, CompactionTotals, TokenCounter
 from assistant.config import AssistantConfig
 from assistant.history import History, ReplyRecord
 from assistant.presets import ASR_PROMPT, Preset, preset
-from assistant.rag import Rag, neutralize
+from assistant.inputs import last_human_index, user_message
+from assistant.rag import Rag
 from assistant.speech_out import SpeechOut
-from engine.errors import AudioError, StepvoiceError
+from assistant.tool_loop import LIMIT, NO_CLIENT_OUTPUT, ToolRunner, cancelled, client_tool_map, result
+from engine.errors import StepvoiceError
 from engine.events import (
-    AudioChunk, Event, SpeechCodes, TextDelta, ToolCall, ToolResult, TurnEnd, Usage, VoiceChanged,
+    Event, SpeechCodes, TextDelta, ToolCall, ToolResult, TurnEnd, Usage, VoiceChanged,
 )
-from engine.messages import Audio, Message, Speech, Text
+from engine.messages import Audio, Message, Text
 from engine.options import GenerationOptions
 
 log = logging.getLogger(__name__)
 
 ASSISTANT_OPENER_TOKENS = 8  # <|BOT|>assistant\n<tts_start> (and think's opener) with margin
-CANCELLED = "cancelled: the user interrupted before {name} finished; it gave no result."
-LIMIT = "not run: the limit of {n} tool round(s) per turn was reached. Answer with what you know."
-NO_TOOLS = "error: no tools are available in this session."
-NO_CLIENT_OUTPUT = "error: the client gave no output for this call."
 FALLBACK = {  # said when the model stays silent after a failed tool
     "zh": "抱歉，{name}没有成功，请稍后再试。",
     "en": "Sorry, {name} did not work this time. Please try again later.",
@@ -100,15 +97,7 @@ class Session:
         self.task = task
         self.target_lang = target_lang
         self.generation = dict(generation or {})  # explicit sampling (flags): beats the task preset
-        self.client_tools: dict[str, dict[str, Any] | None] = {}
-        for item in client_tools:
-            if isinstance(item, str):
-                self.client_tools[item] = None
-            else:
-                name = (item.get("function") or item).get("name")
-                if not name:
-                    raise StepvoiceError("a client tool schema needs a name")
-                self.client_tools[name] = dict(item)
+        self.client_tools = client_tool_map(client_tools)
         preset(task, target_lang=target_lang)  # fail now on an unknown task or a missing target language
         self._history = History()
         self.rag = Rag(retriever, self.config.rag)
@@ -121,8 +110,8 @@ class Session:
         self.tool_context = tool_context if tool_context is not None else self._make_tool_context()
         if self.tool_context is not None and getattr(self.tool_context, "on_voice_change", None) is None:
             self.tool_context.on_voice_change = self._on_voice_change
+        self.runner = ToolRunner(self.tools, self.tool_context, self.config.tool_loop)
         self.pending_client_calls: dict[str, ToolCall] = {}
-        self._client_outputs: dict[str, str] = {}
         self.counter = TokenCounter(getattr(backend, "tokenizer", None))
         self.last_compaction: CompactionStats | None = None  # the latest pass
         self.compaction = CompactionTotals()  # all passes of this conversation (ratio = full history / prompt)
@@ -150,9 +139,9 @@ class Session:
         if call is None:
             known = ", ".join(self.pending_client_calls) or "none"
             raise StepvoiceError(f"no pending client tool call {call_id!r} (pending: {known})")
-        result = ToolResult(call.id, call.name, str(output), ok=True)
-        self._history.append(self._input_turn([result], last=not self.pending_client_calls))
-        return result
+        answer = ToolResult(call.id, call.name, str(output), ok=True)
+        self._history.append(self.runner.input_turn([answer], last=not self.pending_client_calls))
+        return answer
 
     def set_voice(self, name: str | None, reason: str = "") -> VoiceChanged:
         """Switch the speaking voice (from the next spoken segment on)."""
@@ -197,7 +186,7 @@ class Session:
             user = None
         else:
             self._settle_client_calls()
-            user = self._user_message(user_input)
+            user = user_message(user_input)
             self._history.append(user)
         state = TurnState()
         context = await self.rag.context_for(user) if user is not None else None
@@ -211,7 +200,7 @@ class Session:
             if record.spoken or record.text:
                 state.said_anything = True
             end = record.end
-            cancelled = (end is not None and end.reason == "cancelled") or (cancel is not None and cancel.is_set())
+            interrupted = (end is not None and end.reason == "cancelled") or (cancel is not None and cancel.is_set())
             calls = record.calls
             if not calls:
                 async for event in self._maybe_fallback(state, task, record):
@@ -219,21 +208,21 @@ class Session:
                 break
             server = [c for c in calls if c.name not in self.client_tools]
             client = [c for c in calls if c.name in self.client_tools]
-            if cancelled:
-                results = [self._result(c, CANCELLED.format(name=c.name), False) for c in calls]
+            if interrupted:
+                results = cancelled(calls)
                 for r in results:
                     yield r
-                self._history.append(self._input_turn(results, last=True))
+                self._history.append(self.runner.input_turn(results, last=True))
                 break
             if final_round:
-                results = [self._result(c, LIMIT.format(n=self.config.tool_loop.max_rounds), False) for c in calls]
+                results = [result(c, LIMIT.format(n=self.config.tool_loop.max_rounds), False) for c in calls]
                 for r in results:
                     yield r
-                self._history.append(self._input_turn(results, last=True))
+                self._history.append(self.runner.input_turn(results, last=True))
                 break
             results: list[ToolResult] = []
             try:
-                async with aclosing(self._run_calls(server, cancel)) as running:
+                async with aclosing(self.runner.run(server, cancel)) as running:
                     async for r in running:
                         results.append(r)
                         if not r.ok:
@@ -241,10 +230,10 @@ class Session:
                         yield r
             finally:  # also when the consumer stops listening: every call gets an answer in history
                 answered = {r.call_id for r in results}
-                results += [self._result(c, CANCELLED.format(name=c.name), False) for c in server if c.id not in answered]
+                results += cancelled(c for c in server if c.id not in answered)
                 order = {c.id: i for i, c in enumerate(server)}
                 if results:
-                    self._history.append(self._input_turn(sorted(results, key=lambda r: order.get(r.call_id, 0)),
+                    self._history.append(self.runner.input_turn(sorted(results, key=lambda r: order.get(r.call_id, 0)),
                                                           last=not client))
             for v in self._take_voice_events():
                 yield v
@@ -301,8 +290,7 @@ class Session:
             state.add_usage(end.usage)
             self._history.add_reply(record, getattr(self.backend, "tokenizer", None), reply)
             if not finished and record.calls:
-                cancelled = [self._result(c, CANCELLED.format(name=c.name), False) for c in record.calls]
-                self._history.append(self._input_turn(cancelled, last=True))
+                self._history.append(self.runner.input_turn(cancelled(record.calls), last=True))
                 record.calls.clear()
 
     async def _request(self, task: Preset, reply: str, context: Message | None) -> list[Message]:
@@ -322,12 +310,12 @@ class Session:
         self.compaction.add(stats)
         body = list(self.history) if task.keep_history else self._current_turn()
         if context is not None:
-            at = _last_human_index(body)
+            at = last_human_index(body)
             body.insert(at if at is not None else len(body), context)
         return head + body
 
     def _current_turn(self) -> list[Message]:
-        at = _last_human_index(self.history)
+        at = last_human_index(self.history)
         return list(self.history[at:]) if at is not None else list(self.history)
 
     def _options(self, task: Preset, reply: str) -> GenerationOptions:
@@ -356,54 +344,13 @@ class Session:
 
     def _schemas_for_chat(self) -> list[dict[str, Any]]:
         schemas = list(self.tools.schemas()) if self.tools is not None else []
-        schemas += [_openai_function(s) for s in self.client_tools.values() if s is not None]
+        schemas += [s for s in self.client_tools.values() if s is not None]
         return schemas
 
     def _schemas(self, task: Preset) -> list[dict[str, Any]]:
         return self._schemas_for_chat() if task.use_tools else []
 
     # ---- tools ----------------------------------------------------------------------
-
-    async def _run_calls(self, calls: Sequence[ToolCall], cancel: asyncio.Event | None) -> AsyncIterator[ToolResult]:
-        """Run calls concurrently; yield each result as it finishes, then cancelled ones (if `cancel` fired)."""
-        if not calls:
-            return
-        tasks = {asyncio.ensure_future(self._run_one(c)): c for c in calls}
-        waiter = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
-        pending = set(tasks)
-        try:
-            while pending:
-                done, _ = await asyncio.wait(pending | ({waiter} if waiter else set()),
-                                             return_when=asyncio.FIRST_COMPLETED)
-                for t in done:
-                    if t is waiter:
-                        continue
-                    pending.discard(t)
-                    yield t.result()
-                if waiter is not None and waiter.done():
-                    break
-        finally:
-            for t in pending:  # cancelled (barge-in) or the consumer went away: answer what is left
-                t.cancel()
-            if waiter is not None:
-                waiter.cancel()
-        for t in sorted(pending, key=lambda t: calls.index(tasks[t])):
-            c = tasks[t]
-            yield self._result(c, CANCELLED.format(name=c.name), False)
-
-    async def _run_one(self, call: ToolCall) -> ToolResult:
-        if self.tools is None:
-            return self._result(call, NO_TOOLS, False)
-        from tools import run
-
-        limit = self.config.tool_loop.timeout_s
-        start = time.perf_counter()
-        try:
-            return await asyncio.wait_for(run(call, self.tool_context, self.tools), limit)
-        except asyncio.TimeoutError:
-            return ToolResult(call.id, call.name, f"error: {call.name} timed out after {limit:g} s and was stopped; "
-                              "it gave no result. Tell the user it failed.", ok=False,
-                              elapsed_s=time.perf_counter() - start)
 
     def _make_tool_context(self) -> Any:
         if self.tools is None:
@@ -421,23 +368,13 @@ class Session:
         events, self._voice_events = self._voice_events, []
         return events
 
-    def _result(self, call: ToolCall, content: str, ok: bool) -> ToolResult:
-        return ToolResult(call.id, call.name, content, ok=ok)
-
-    def _input_turn(self, results: Sequence[ToolResult], *, last: bool) -> Message:
-        """One `input` turn with the results (neutralised), the summary instruction after the last one."""
-        text = "\n\n".join(neutralize(r.content) for r in results)
-        if last and self.config.tool_loop.summary_instruction:
-            text += self.config.tool_loop.summary_instruction
-        return Message("input", [Text(text)])
-
     def _settle_client_calls(self) -> None:
         """A new user turn while client calls are unanswered: answer them so none stays pending."""
         if not self.pending_client_calls:
             return
         calls = list(self.pending_client_calls.values())
         self.pending_client_calls.clear()
-        self._history.append(self._input_turn([self._result(c, NO_CLIENT_OUTPUT, False) for c in calls], last=False))
+        self._history.append(self.runner.input_turn([result(c, NO_CLIENT_OUTPUT, False) for c in calls], last=False))
 
     async def _maybe_fallback(self, state: TurnState, task: Preset, record: ReplyRecord) -> AsyncIterator[Event]:
         """A failed tool followed by silence: say that it failed rather than nothing."""
@@ -448,19 +385,6 @@ class Session:
         self._history.append(Message("assistant", [Text(text)]))
 
     # ---- inputs, voices, transcripts --------------------------------------------------
-
-    def _user_message(self, user_input: str | np.ndarray | Message) -> Message:
-        if isinstance(user_input, Message):
-            if user_input.role not in ("human", "input"):
-                raise StepvoiceError(f"a user message has role human or input, not {user_input.role}")
-            return user_input
-        if isinstance(user_input, str):
-            if not user_input.strip():
-                raise StepvoiceError("empty input: say or type something")
-            return Message("human", [Text(user_input)])
-        if isinstance(user_input, np.ndarray):
-            return Message("human", [Audio(_check_samples(user_input))])
-        raise StepvoiceError(f"unsupported input of type {type(user_input).__name__}: give text, samples or a Message")
 
     async def _transcribe(self, audio: Audio) -> str:
         """An ASR pass through the backend (greedy, the official ASR prompt) for compaction."""
@@ -493,16 +417,6 @@ class Session:
         return prompt
 
 
-def _openai_function(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """A client tool as the model's `tool_json_schemas` expects it, from the Chat Completions form
-    (`{"type": "function", "function": {...}}`) or the Realtime form (`{"type": "function", "name": ...}`)."""
-    if "function" in schema:
-        return dict(schema)
-    fn = {k: schema[k] for k in ("name", "description", "parameters") if k in schema}
-    fn.setdefault("parameters", {"type": "object", "properties": {}})
-    return {"type": "function", "function": fn}
-
-
 def _default_voice(voice_bank: Any) -> str | None:
     if voice_bank is None:
         return None
@@ -511,26 +425,6 @@ def _default_voice(voice_bank: Any) -> str | None:
     except ImportError:  # the contract's name for the s3tokenizer clip
         return "default"
     return DEFAULT_VOICE
-
-
-def _check_samples(samples: np.ndarray) -> np.ndarray:
-    x = np.asarray(samples)
-    if x.ndim != 1:
-        raise AudioError(f"audio input must be mono 1-D samples, got shape {x.shape}")
-    if x.size == 0:
-        raise AudioError("audio input is empty")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise AudioError(f"audio input must be float samples at 16 kHz, not {x.dtype}")
-    if not np.all(np.isfinite(x)):
-        raise AudioError("audio input contains NaN or infinite samples")
-    return x.astype(np.float32, copy=False)
-
-
-def _last_human_index(messages: Sequence[Message]) -> int | None:
-    for i in range(len(messages) - 1, -1, -1):
-        if messages[i].role == "human":
-            return i
-    return None
 
 
 async def _aclose(stream: Any) -> None:
@@ -542,4 +436,4 @@ async def _aclose(stream: Any) -> None:
             pass
 
 
-__all__ = ["Session", "Speech", "AudioChunk", "ToolCall"]
+__all__ = ["Session", "TurnState"]
