@@ -56,14 +56,16 @@ def start_server(script: Path, token2wav: Path | None, home: Path) -> tuple[subp
     env = {**os.environ, "STEPVOICE_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     env.pop("STEPVOICE_TOKEN", None)
     speech = ["--token2wav", str(token2wav)] if token2wav else []
+    log = open(home.parent / "server.log", "w")  # a file, not a pipe: a full pipe would stall the server
     proc = subprocess.Popen([sys.executable, "-m", "assistant", "serve", "--port", "0", "--no-tools",
                              "--model", f"scripted:{script}", *speech],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    log.close()  # the child holds its own copy
     line = proc.stdout.readline()
     m = re.search(r"ws://127\.0\.0\.1:(\d+)/v1/realtime", line)
     if not m:
         proc.kill()
-        raise SystemExit(f"server did not start: {line!r} {proc.stderr.read()[-2000:]}")
+        raise SystemExit(f"server did not start: {line!r} {(home.parent / 'server.log').read_text()[-2000:]}")
     return proc, int(m.group(1))
 
 

@@ -41,14 +41,16 @@ def served(tmp_path_factory):
     write_fake_token2wav(tmp / "token2wav", "tiny")
     env = {**os.environ, "STEPVOICE_HOME": str(tmp / "home"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     env.pop("STEPVOICE_TOKEN", None)
+    log = open(tmp / "server.log", "w")  # a file, not a pipe: a full pipe would stall the server
     proc = subprocess.Popen([sys.executable, "-m", "assistant", "serve", "--port", "0",
                              "--model", f"scripted:{tmp / 'script.yaml'}", "--token2wav", str(tmp / "token2wav")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    log.close()  # the child holds its own copy
     line = proc.stdout.readline()
     m = re.search(r"ws://127\.0\.0\.1:(\d+)/v1/realtime", line)
     if not m:
         proc.kill()
-        raise AssertionError(f"serve did not start: {line!r} {proc.stderr.read()[-2000:]}")
+        raise AssertionError(f"serve did not start: {line!r} {(tmp / 'server.log').read_text()[-2000:]}")
     yield int(m.group(1))
     proc.terminate()
     proc.wait(20)
