@@ -88,7 +88,6 @@ class VoiceLoop:
         self._deaf_until = 0.0
         self._speech_started_at: float | None = None
         self._turns = 0
-        self._input_ended = False
         self._line_open = False  # a reply line is being printed
         self._last_block_at = 0.0
         self._blocks_since_open = 0
@@ -113,7 +112,6 @@ class VoiceLoop:
                 if listener in done:
                     exc = listener.exception()
                     if exc is None:  # input ended: finish the turns already heard
-                        self._input_ended = True
                         await self._finish_pending(talker, stopper)
                         break
                     if not isinstance(exc, DeviceLost):
@@ -261,7 +259,7 @@ class VoiceLoop:
                     await asyncio.sleep(0.005)
         except StepvoiceError as e:  # the conversation survives a failed turn
             self._error(str(e))
-        finally:
+        finally:  # also when the loop is stopped mid-reply (Ctrl-C): history keeps only what was heard
             self._reply = None
             trace.playback_start = playback.first_read_at
             trace.done = clock()
@@ -270,8 +268,8 @@ class VoiceLoop:
                 trace.played_s = playback.seconds(playback.played_since_mark)
             self._deaf_until = trace.done + self.config.echo_guard_ms / 1000
             self._end_line()
-        if reply.interrupted is not None and hasattr(self.session, "truncate_last_reply"):
-            self.session.truncate_last_reply(reply.interrupted.played_s)
+            if reply.interrupted is not None and hasattr(self.session, "truncate_last_reply"):
+                self.session.truncate_last_reply(reply.interrupted.played_s)
         if self.config.trace:
             print(trace.line(), file=self.out, flush=True)
         self._log({"type": "turn", **trace.to_dict()})

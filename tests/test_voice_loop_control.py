@@ -141,3 +141,28 @@ def test_ctrl_c_ends_cleanly_and_saves_the_conversation(tmp_path):
     saved = Path(err.split("conversation saved to ")[1].split()[0])
     roles = [m["role"] for m in json.loads(saved.read_text())["messages"]]
     assert roles[:2] == ["human", "assistant"]
+
+
+def test_stopping_mid_reply_closes_everything_and_keeps_only_what_was_heard():
+    codes = list(range(100))  # 4 s
+    session, _ = make_session([{"text": "one two three four five six seven", "speech_codes": codes}])
+    audio = InProcessAudio([silence(0.3), espeak("hello there")], speed=2.0)
+    loop = VoiceLoop(session, audio, out=io.StringIO(), config=VoiceLoopConfig(endpoint=EndpointConfig(silence_ms=320)))
+    stop = asyncio.Event()
+
+    async def user():
+        while audio.playback.first_read_at is None:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.25)  # ~0.5 s of audio at speed 2
+        stop.set()  # what Ctrl-C does in `stepvoice chat`
+
+    async def go():
+        helper = asyncio.create_task(user())
+        await loop.run(stop=stop)
+        await helper
+
+    asyncio.run(go())
+    assert audio._task is None  # the audio clock was stopped
+    assert [i.reason for i in loop.interruptions] == ["stopped"]
+    speech = session.history[1].content[0]
+    assert 0 < len(speech.codes) < 40 and speech.codes == tuple(codes[:len(speech.codes)])
