@@ -264,3 +264,23 @@ def test_a_backend_that_raises_ends_the_turn_with_an_error_and_keeps_history():
     assert isinstance(events[-1], TurnEnd) and events[-1].reason == "error"
     assert "engine went away" in events[-1].error
     assert session.history[-1].plain_text == "Partial "
+
+
+def test_think_replies_keep_the_spoken_answer_but_not_the_thought():
+    class Thinker(ScriptedBackend):
+        async def generate(self, messages, options, cancel=None):
+            self.requests.append((list(messages), options))
+            yield TextDelta("The user greets me; answer warmly.", "think")
+            yield TextDelta("Hello!", "speech")
+            yield SpeechCodes((1, 2, 3, 4))
+            yield TurnEnd("stop", token_ids=(9, 9, 9))
+
+    backend = Thinker([])
+    session = Session(backend, task="think")
+    events = run(session, "hi")
+    assert backend.requests[0][1].reply == "think"
+    assert backend.requests[0][0][0].plain_text.startswith("你的名字叫小跃")
+    assert [e.channel for e in events if isinstance(e, TextDelta)] == ["think", "speech"]
+    (speech,) = session.history[-1].content
+    assert speech.text == "Hello!" and speech.codes == (1, 2, 3, 4)
+    assert speech.token_ids is None  # the raw ids hold the thought: history re-interleaves text and codes
