@@ -70,26 +70,57 @@ def bench_index(n: int, n_queries: int, nprobe: int) -> dict:
     approx_build = time.perf_counter() - t
 
     _, truth = exact.search(queries, 10)  # batched: ground truth
-    params = faiss.SearchParametersIVF(nprobe=nprobe)
-    lat_exact, lat_approx, found = [], [], []
-    for i, q in enumerate(queries):
-        q = q[None]
-        if i < 50:  # exact single queries are slow at 1M: 50 are enough for percentiles
-            t = time.perf_counter()
-            exact.search(q, 10)
-            lat_exact.append((time.perf_counter() - t) * 1e3)
+    lat_exact = []
+    for q in queries[:50]:  # exact single queries are slow at 1M: 50 are enough for percentiles
         t = time.perf_counter()
-        _, got = approx.search(q, 10, params=params)
-        lat_approx.append((time.perf_counter() - t) * 1e3)
-        found.append(len(set(got[0]) & set(truth[i])) / 10)
+        exact.search(q[None], 10)
+        lat_exact.append((time.perf_counter() - t) * 1e3)
+    sweep = {}
+    for probes in sorted({8, 16, 32, nprobe}):
+        params = faiss.SearchParametersIVF(nprobe=probes)
+        lat, found = [], []
+        for i, q in enumerate(queries):
+            t = time.perf_counter()
+            _, got = approx.search(q[None], 10, params=params)
+            lat.append((time.perf_counter() - t) * 1e3)
+            found.append(len(set(got[0]) & set(truth[i])) / 10)
+        sweep[probes] = (pct(lat, 50), pct(lat, 99), float(np.mean(found)))
     del data
     return {
         "n": n, "nlist": nlist_for(n), "nprobe": nprobe,
         "exact_build_s": exact_build, "approx_build_s": approx_build,
         "exact_p50_ms": pct(lat_exact, 50), "exact_p99_ms": pct(lat_exact, 99),
-        "approx_p50_ms": pct(lat_approx, 50), "approx_p99_ms": pct(lat_approx, 99),
-        "recall10": float(np.mean(found)),
+        "approx_p50_ms": sweep[nprobe][0], "approx_p99_ms": sweep[nprobe][1], "recall10": sweep[nprobe][2],
+        "sweep": sweep,
     }
+
+
+def bench_store(n: int, n_queries: int) -> dict:
+    """The product path: Store.add in batches (SQLite + FAISS), then Store.search (sync check + rows)."""
+    from retrieval.store import NewItem, Store
+
+    data, _ = clustered(n, DIM, n_clusters=max(100, n // 1000), seed=7)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "s", DIM, "bench")
+        t = time.perf_counter()
+        step = 10_000
+        for i in range(0, n, step):
+            items = [NewItem("text", f"src{j // 10}", f"h{j}", f"chunk {j}") for j in range(i, min(n, i + step))]
+            store.add(items, data[i : i + step])
+        add_s = time.perf_counter() - t
+        lat = []
+        for q in data[:n_queries]:
+            t = time.perf_counter()
+            store.search(q, 10)
+            lat.append((time.perf_counter() - t) * 1e3)
+        t = time.perf_counter()
+        store.close()
+        save_s = time.perf_counter() - t
+        t = time.perf_counter()
+        Store(Path(tmp) / "s", DIM, "bench").close()
+        reopen_s = time.perf_counter() - t
+    return {"n": n, "add_s": add_s, "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "save_s": save_s,
+            "reopen_s": reopen_s, "index": "IVF" if n > 50_000 else "exact"}
 
 
 def bench_ingest(n_files: int, embedder: str | None = None) -> dict:
@@ -160,7 +191,8 @@ def main() -> None:
     ap.add_argument("--nprobe", type=int, default=48, help="IVF lists visited per query (the store's default)")
     ap.add_argument("--ingest-files", type=int, default=20)
     ap.add_argument("--switch-rounds", type=int, default=300)
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: index,ingest,switch")
+    ap.add_argument("--store-size", type=int, default=100_000, help="rows for the end-to-end Store benchmark")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: index,store,ingest,switch")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
@@ -177,6 +209,11 @@ def main() -> None:
             print(f"ingestion ({g['embedder']}): {g['chunks']} chunks of <= 800 chars in {g['seconds']:.1f} s = "
                   f"{g['chunks_per_s']:.2f} chunks/s", flush=True)
         print(f"ingestion ratio default/MiniLM: {default['chunks_per_s'] / english['chunks_per_s']:.2f}x", flush=True)
+    if "store" not in skip:
+        st = bench_store(args.store_size, args.queries)
+        print(f"store n={st['n']:,} ({st['index']}): add {st['add_s']:.1f} s in 10k batches, search p50 {st['p50_ms']:.2f} ms "
+              f"p99 {st['p99_ms']:.2f} ms (FAISS + SQLite rows), save {st['save_s']:.1f} s, reopen {st['reopen_s']:.2f} s",
+              flush=True)
     if "index" not in skip:
         for n in (int(x) for x in args.sizes.split(",")):
             r = bench_index(n, args.queries, args.nprobe)
@@ -186,6 +223,8 @@ def main() -> None:
                   f"{r['approx_p50_ms']:.2f}/{r['approx_p99_ms']:.2f} ms "
                   f"({r['exact_p50_ms'] / max(r['approx_p50_ms'], 1e-9):.1f}x faster); recall@10 {r['recall10']:.3f}",
                   flush=True)
+            print("    nprobe sweep: " + "; ".join(f"{p}: p50 {a:.2f} ms p99 {b:.2f} ms recall@10 {c:.3f}"
+                                                  for p, (a, b, c) in r["sweep"].items()), flush=True)
 
 
 if __name__ == "__main__":

@@ -154,6 +154,7 @@ class Store:
             raise StoreError(f"cannot open index database {self.db_path}: {e}") from e
         self._index: faiss.Index | None = None
         self._gen = -1  # generation the in-memory index reflects
+        self._verified_gen = -1  # generation whose row count was checked against the index
         self._saved_gen = -1
         self._trained_n = 0
         self._init_schema()
@@ -245,7 +246,7 @@ class Store:
                 self.dim, vecs, ids, approximate=len(rows) > self.config.approx_threshold, nprobe=self.config.nprobe
             )
             self._trained_n = len(rows)
-            self._gen = gen
+            self._gen = self._verified_gen = gen
             log.info("rebuilt index %s from %d stored vectors", self.prefix, len(rows))
 
     def _sync(self) -> None:
@@ -255,6 +256,8 @@ class Store:
             if self._index is None:
                 self.rebuild()
                 return
+            if gen == self._gen == self._verified_gen:
+                return  # the common case, one indexed read per query (COUNT(*) is O(rows) in SQLite)
             if gen != self._gen:
                 new = self._db.execute("SELECT id, vector FROM items WHERE gen > ? ORDER BY id", (self._gen,)).fetchall()
                 gone = [r[0] for r in self._db.execute("SELECT id FROM removed WHERE gen > ?", (self._gen,))]
@@ -271,6 +274,7 @@ class Store:
                 if self._index.ntotal != n:
                     log.warning("index %s has %d vectors, SQLite %d rows: rebuilding", self.prefix, self._index.ntotal, n)
                 self.rebuild()
+            self._verified_gen = self._gen
 
     def _wants_other_kind(self, n: int) -> bool:
         approx = is_approximate(self._index)
