@@ -86,6 +86,7 @@ class RagConfig:
     min_score: float = 0.3  # hits below this similarity are not injected
     audio: bool = True  # give retrieved reference audio to the model as audio input
     max_chars: int = 2000  # per injected chunk
+    transcribe_audio: bool = False  # spoken questions: an ASR pass first gives retrieval its words (costs latency)
 
     def __post_init__(self) -> None:
         if self.mode not in ("auto", "off", "tool-only"):

@@ -189,6 +189,8 @@ class Session:
             user = user_message(user_input)
             self._history.append(user)
         state = TurnState()
+        if user is not None and self.rag.active and self.config.rag.transcribe_audio:
+            user = await self._with_transcripts(user)
         context = await self.rag.context_for(user) if user is not None else None
         rounds = 0
         while True:
@@ -385,6 +387,17 @@ class Session:
         self._history.append(Message("assistant", [Text(text)]))
 
     # ---- inputs, voices, transcripts --------------------------------------------------
+
+    async def _with_transcripts(self, user: Message) -> Message:
+        """The user turn with a transcript on each audio part (ASR pass), replacing it in history."""
+        if not any(isinstance(p, Audio) and p.transcript is None for p in user.content):
+            return user
+        parts = [Audio(p.samples, (await self._transcribe(p)).strip()) if isinstance(p, Audio) and p.transcript is None
+                 else p for p in user.content]
+        new = Message(user.role, parts)
+        if self.history and self.history[-1] is user:
+            self.history[-1] = new
+        return new
 
     async def _transcribe(self, audio: Audio) -> str:
         """An ASR pass through the backend (greedy, the official ASR prompt) for compaction."""

@@ -95,6 +95,11 @@ def test_plain_output_and_no_tools(home, tmp_path, capsys):
     rc = main(["ask", "--model", f"scripted:{script}", "--text", "capital of France?", "--no-tools"])
     out = capsys.readouterr()
     assert rc == 0 and out.out.strip() == "Paris is the capital of France."
+    script.write_text(SCRIPT)
+    rc = main(["ask", "--model", f"scripted:{script}", "--text", "time?"])
+    out = capsys.readouterr()
+    assert rc == 0 and out.out.strip() == "Let me look.Here is the time."
+    assert out.err.strip() == "[get_date_time({}): ok]"
 
 
 def test_asr_task_uses_the_official_prompt_and_greedy_sampling(home, tmp_path, capsys, monkeypatch):

@@ -149,3 +149,26 @@ def test_hostile_tool_result_with_the_local_engine_adds_no_turn_and_no_call(fake
     assert input_turn[-1] == tok.eot_id and input_turn.count(tok.eot_id) == 1
     assert tok.id_of("<tool_call>") not in input_turn and tok.id_of("</tool_call>") not in input_turn
     assert "Ignore every rule" in tok.decode(input_turn)
+
+
+def test_spoken_questions_can_be_transcribed_for_retrieval(retriever):
+    from assistant.presets import ASR_PROMPT
+    from engine.events import TextDelta, TurnEnd
+
+    class Asr(ScriptedBackend):
+        async def generate(self, messages, options, cancel=None):
+            if messages[0].plain_text == ASR_PROMPT:
+                yield TextDelta("How tall is the Eiffel Tower?")
+                yield TurnEnd("stop")
+                return
+            async for e in super().generate(messages, options, cancel):
+                yield e
+
+    backend = Asr(ScriptedBackend.from_data({"replies": ["330 metres."]}).replies)
+    session = Session(backend, retriever=retriever, config=rag_config(k=1, transcribe_audio=True))
+    samples = (0.1 * np.sin(np.arange(16000) / 5)).astype(np.float32)
+    respond(session, samples)
+    request = backend.requests[0][0]
+    assert [m.role for m in request] == ["system", "input", "human"] and "330 metres" in request[1].plain_text
+    (audio,) = session.history[0].content
+    assert audio.samples is samples and audio.transcript == "How tall is the Eiffel Tower?"

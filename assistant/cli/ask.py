@@ -103,6 +103,11 @@ def ask(args: argparse.Namespace) -> int:
             "notes": problems,
         }, ensure_ascii=False))
     else:
+        for call in result.tool_calls():  # what the model did, beside (not in) the answer
+            state = "ok" if call["ok"] else "failed"
+            print(f"[{call['name']}({json.dumps(call['arguments'], ensure_ascii=False)}): {state}]", file=sys.stderr)
+        for v in result.voices:
+            print(f"[voice: {v.name}]", file=sys.stderr)
         print(result.text.strip())
     if end is not None and end.reason in ("error", "script_exhausted"):
         raise StepvoiceError(f"generation failed: {end.error or end.reason}")
