@@ -94,7 +94,8 @@ def open_token2wav(cfg: AssistantConfig, backend: Any, notes: list[str]) -> Any:
     except ImportError:
         notes.append("no speech audio: token2wav is not available in this installation")
         return None
-    return Token2Wav.from_dir(folder, device=cfg.device or "cpu")
+    device = cfg.device or str(getattr(backend, "device", None) or "cpu")  # beside the model (local engine)
+    return Token2Wav.from_dir(folder, device=device)
 
 
 def open_voice_bank(home: Path, token2wav: Any, notes: list[str]) -> Any:
