@@ -211,6 +211,7 @@ async def compact(messages: list[Message], budget: int, counter: TokenCounter, *
     """Messages that fit `budget` tokens (if the protected tail allows), and what it took."""
     before = counter.total(messages)
     if before <= budget:
+        counter.forget_all_but(messages)  # keeps the cache to the conversation (per-request turns come and go)
         return messages, CompactionStats(before, before, budget)
     out = list(messages)
     total = before

@@ -130,3 +130,16 @@ def test_compaction_drops_whole_oldest_exchanges_only_as_a_last_resort():
     assert stats.ratio == pytest.approx(stats.tokens_before / stats.tokens_after)
     same, s2 = asyncio.run(compact(msgs, total, counter, keep_last=3))
     assert same is msgs and s2.ratio == 1.0 and not s2.replaced and not s2.dropped
+
+
+def test_the_token_cache_holds_only_the_conversation():
+    backend = ScriptedBackend.from_data({"replies": [f"reply {i}" for i in range(30)]})
+    session = Session(backend)
+
+    async def talk():
+        for i in range(30):
+            async for _ in session.respond(f"question {i}"):
+                pass
+
+    asyncio.run(talk())
+    assert len(session.counter._cache) <= len(session.history)
