@@ -60,7 +60,6 @@ class TurnState:
     usage: Usage = field(default_factory=Usage)
     last_end: TurnEnd | None = None
     failed_tools: list[str] = field(default_factory=list)
-    said_anything: bool = False
 
     def add_usage(self, u: Usage) -> None:
         self.usage = Usage(
@@ -199,8 +198,6 @@ class Session:
             async with aclosing(self._generate(record, task, reply, context, cancel, state)) as events:
                 async for event in events:
                     yield event
-            if record.spoken or record.text:
-                state.said_anything = True
             end = record.end
             interrupted = (end is not None and end.reason == "cancelled") or (cancel is not None and cancel.is_set())
             calls = record.calls
