@@ -284,3 +284,31 @@ def test_think_replies_keep_the_spoken_answer_but_not_the_thought():
     (speech,) = session.history[-1].content
     assert speech.text == "Hello!" and speech.codes == (1, 2, 3, 4)
     assert speech.token_ids is None  # the raw ids hold the thought: history re-interleaves text and codes
+
+
+def test_a_timed_out_tool_is_followed_by_a_spoken_answer_not_silence():
+    from tools import ToolRegistry, tool
+
+    @tool(timeout=0.1)
+    async def get_weather(location: str) -> str:
+        """Weather."""
+        import asyncio as aio
+
+        await aio.sleep(5)
+        return "never"
+
+    registry = ToolRegistry()
+    registry.add(get_weather)
+    t2w = RecordingToken2Wav()
+    backend = ScriptedBackend.from_data({"replies": [
+        {"tool_calls": [{"name": "get_weather", "arguments": {"location": "Paris"}}]},
+        {"text": "Sorry, the weather service did not answer.", "speech_codes": list(range(20))},
+    ]})
+    session = Session(backend, tools=registry, token2wav=t2w)
+    events = run(session, "weather in Paris?", reply="speech")
+    (failed,) = [e for e in events if isinstance(e, ToolResult)]
+    assert not failed.ok and "timed out" in failed.content
+    after = events[events.index(failed):]
+    assert sum(len(e.pcm) for e in after if isinstance(e, AudioChunk)) >= 20 * SAMPLES_PER_CODE
+    fed, options = backend.requests[1]
+    assert options.reply == "speech" and "timed out" in fed[-1].plain_text
