@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class VoiceLoopConfig:
     full_duplex: bool = False  # --headphones: listen while speaking (barge-in by voice)
+    echo_cancel: bool = False  # open speakers, full duplex: remove the reply's echo from the mic (WebRTC AEC3)
     push_to_talk: bool = False
     trace: bool = False  # print the latency trace of each turn
     echo_guard_ms: float = 300.0  # half duplex: stay deaf this long after playback ends (room echo)
@@ -77,6 +78,11 @@ class VoiceLoop:
         else:
             vad_for_endpointer = vad
         self.endpointer = Endpointer(vad_for_endpointer, self.config.endpoint)
+        self.echo = None
+        if self.config.echo_cancel:
+            from assistant.audio_io.echo import EchoCanceller
+
+            self.echo = EchoCanceller()
         self.out = out if out is not None else sys.stdout
         self.log_path = Path(log_path) if log_path else None
         self.on_event = on_event
@@ -100,6 +106,7 @@ class VoiceLoop:
         `AudioError`. The streams are closed however it ends."""
         stop = stop or asyncio.Event()
         await self.audio.start()
+        self._attach_echo()
         listener = asyncio.create_task(self._listen(), name="voice-listen")
         talker = asyncio.create_task(self._talk(max_turns), name="voice-talk")
         stopper = asyncio.create_task(stop.wait(), name="voice-stop")
@@ -171,11 +178,16 @@ class VoiceLoop:
                                              f"for {limit:.1f} s"))
                 return
 
+    def _attach_echo(self) -> None:
+        if self.echo is not None:  # the backend may have a new playback queue after (re)opening
+            self.audio.playback.tap = self.echo.far
+
     def _hear(self, block: MicBlock) -> None:
+        samples = self.echo.near(block.samples) if self.echo is not None else block.samples
         if not self._mic_open(block.t):
             self.endpointer.reset()
             return
-        for event in self.endpointer.push(block.samples):
+        for event in self.endpointer.push(samples):
             if isinstance(event, SpeechStart):
                 self._on_speech_start(event, block.t)
             elif isinstance(event, SpeechEnd):
@@ -183,7 +195,7 @@ class VoiceLoop:
                 self._utterances.put_nowait((event, self._speech_started_at or block.t, block.t))
 
     def _mic_open(self, t: float) -> bool:
-        if self.config.full_duplex:
+        if self.config.full_duplex or self.config.echo_cancel:
             return True
         if self.config.push_to_talk and self.endpointer.in_speech:
             return True  # the user holds the key: take the audio even over a reply
@@ -294,6 +306,7 @@ class VoiceLoop:
                 continue
             self.endpointer.reset()
             self._blocks_since_open = 0
+            self._attach_echo()
             return
         raise AudioError(f"audio device lost and could not be reopened: {last}")
 

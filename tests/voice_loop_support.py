@@ -89,6 +89,32 @@ class _ToneStream:
         return np.zeros(0, np.float32)
 
 
+class SpeechToken2Wav(ToneToken2Wav):
+    """Like ToneToken2Wav, but each code plays the next 40 ms of a real (espeak-ng) recording,
+    so the reply sounds like speech to a VAD (for echo tests)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.clip = soxr.resample(espeak(text, voice="en-us+m3"), SR, 24000).astype(np.float32) * 0.5
+
+    def stream(self, voice, first_chunk: int = 25):  # noqa: ANN001
+        return _ClipStream(self.clip)
+
+
+class _ClipStream:
+    def __init__(self, clip: np.ndarray):
+        self.clip, self.pos = clip, 0
+
+    def push(self, codes) -> np.ndarray:  # noqa: ANN001
+        n = SAMPLES_PER_CODE * len(codes)
+        idx = (self.pos + np.arange(n)) % len(self.clip)
+        self.pos += n
+        return self.clip[idx]
+
+    def finish(self) -> np.ndarray:
+        return np.zeros(0, np.float32)
+
+
 class ToneVoiceBank:
     """Just enough of a voice bank for the Session to ask for a voice prompt."""
 
@@ -102,13 +128,13 @@ class ToneVoiceBank:
         return name
 
 
-def make_session(replies: list, synth_delay_s: float = 0.0):
+def make_session(replies: list, synth_delay_s: float = 0.0, token2wav: ToneToken2Wav | None = None):
     """(assistant.session.Session, scripted backend) for `replies` (ScriptedBackend YAML form),
-    speaking through `ToneToken2Wav`."""
+    speaking through `token2wav` (default `ToneToken2Wav`)."""
     from assistant.session import Session
     from engine.backends.scripted import ScriptedBackend
 
     backend = ScriptedBackend.from_data({"replies": replies})
-    t2w = ToneToken2Wav(synth_delay_s)
+    t2w = token2wav or ToneToken2Wav(synth_delay_s)
     session = Session(backend, token2wav=t2w, voice_bank=ToneVoiceBank(t2w), voice="test")
     return session, backend

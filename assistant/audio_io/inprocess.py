@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+import soxr
 
 from assistant.audio_io.backend import MIC_RATE, AudioBackend, DeviceLost, EndOfInput, MicBlock
 from assistant.audio_io.playback import PlaybackQueue
@@ -29,7 +30,8 @@ class InProcessAudio(AudioBackend):
     """Mic fed from `inputs` (played one after another, then silence), speaker recorded.
 
     `finite=True` ends the input (`EndOfInput`) `tail_s` seconds after the inputs
-    run out; otherwise silence follows forever. One tick moves `block_s` of
+    run out; otherwise silence follows forever. `echo_gain` > 0 makes the mic also
+    hear the speaker, `echo_delay_s` later (an open speaker in a room). One tick moves `block_s` of
     audio each way; ticks run every `block_s / speed` seconds of wall time.
     """
 
@@ -44,6 +46,8 @@ class InProcessAudio(AudioBackend):
         output_rate: int = 24000,
         finite: bool = False,
         tail_s: float = 1.0,
+        echo_gain: float = 0.0,
+        echo_delay_s: float = 0.05,
     ):
         super().__init__()
         if speed <= 0:
@@ -65,6 +69,9 @@ class InProcessAudio(AudioBackend):
         self.injections: list[tuple[int, int, int]] = []
         self._pending_injection = False
         self._fail: BaseException | None = None
+        self.echo_gain = echo_gain
+        self._echo_line = np.zeros(int(round(echo_delay_s * MIC_RATE)), np.float32)
+        self._echo_resampler = soxr.ResampleStream(output_rate, MIC_RATE, 1, dtype="float32") if echo_gain else None
 
     # ---- feeding -------------------------------------------------------------------
 
@@ -119,7 +126,10 @@ class InProcessAudio(AudioBackend):
                 self._deliver(self._fail)
                 return
             # speaker first: this tick's output block leaves while the mic block comes in
-            self._recorded.append(self.playback.read(self.block_out).copy())
+            played = self.playback.read(self.block_out).copy()
+            self._recorded.append(played)
+            if self._echo_resampler is not None:
+                self._echo_line = np.concatenate([self._echo_line, self._echo_resampler.resample_chunk(played)])
             if self._pending_injection:
                 self.injections.append((self.mic_samples, self.playback.played, len(self._recorded) * self.block_out))
                 self._pending_injection = False
@@ -130,6 +140,10 @@ class InProcessAudio(AudioBackend):
                 self._deliver(EndOfInput())
                 ended = True
                 continue
+            if self._echo_resampler is not None:
+                echo = self._echo_line[: block.size]
+                block[: echo.size] += self.echo_gain * echo
+                self._echo_line = self._echo_line[echo.size:]
             self.mic_samples += block.size
             self._deliver(MicBlock(block, self.clock()))
 

@@ -35,6 +35,8 @@ class PlaybackQueue:
         self.played = 0  # queued samples handed to the device since creation
         self.mark_played = 0  # `played` at the last mark()
         self.first_read_at: float | None = None  # clock time of the first sample handed out after mark()
+        # called with every block handed to the device (silence included), e.g. an echo canceller's far end
+        self.tap: Callable[[np.ndarray, int], None] | None = None
 
     # ---- producer side -------------------------------------------------------------
 
@@ -98,6 +100,8 @@ class PlaybackQueue:
                 self._pending -= filled
                 self.played += filled
         buf[filled:n] = 0.0
+        if self.tap is not None:
+            self.tap(buf[:n], self.device_rate)
         return buf
 
     # ---- state ---------------------------------------------------------------------

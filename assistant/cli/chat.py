@@ -19,6 +19,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--list-devices", action="store_true", help="list sound devices and exit")
     p.add_argument("--headphones", action="store_true",
                    help="full duplex: keep listening while speaking, so talking over a reply interrupts it")
+    p.add_argument("--echo-cancel", action="store_true",
+                   help="open speakers, full duplex: cancel the reply's echo in the mic (needs stepvoice[aec])")
     p.add_argument("--push-to-talk", action="store_true", help="press Enter to start talking, Enter again to send")
     p.add_argument("--trace", action="store_true", help="print the latency of each turn")
     p.add_argument("--voice", help="voice bank name to speak with")
@@ -53,6 +55,10 @@ def chat(args: argparse.Namespace) -> int:
         return 0
     if args.record and not args.input_file:
         raise StepvoiceError("--record works with --input-file (a live speaker is not recorded)")
+    if args.echo_cancel:
+        from assistant.audio_io.echo import EchoCanceller
+
+        EchoCanceller()  # fails now, with the install hint, if the aec extra is missing
     endpoint = EndpointConfig(**{k: v for k, v in (("silence_ms", args.silence_ms),
                                                    ("threshold", args.vad_threshold)) if v is not None})
     audio = _open_audio(args)  # devices first: a missing microphone is reported before a model loads
@@ -65,7 +71,8 @@ def chat(args: argparse.Namespace) -> int:
     home = data_dir(cfg.data_dir)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     loop = VoiceLoop(session, audio, log_path=home / "logs" / f"chat-{stamp}.jsonl",
-                     config=VoiceLoopConfig(full_duplex=args.headphones, push_to_talk=args.push_to_talk,
+                     config=VoiceLoopConfig(full_duplex=args.headphones, echo_cancel=args.echo_cancel,
+                                            push_to_talk=args.push_to_talk,
                                             trace=args.trace, endpoint=endpoint))
     if not args.input_file:
         how = "press Enter to talk, Enter again to send" if args.push_to_talk else "speak"
