@@ -7,8 +7,10 @@ takes finished utterances one at a time and plays the session's reply.
 
 Half duplex (default, open speakers): the mic is ignored while a reply is
 generated or played, and for `echo_guard_ms` after. Full duplex
-(`--headphones`): user speech during a reply is a barge-in: playback stops at
-once, generation is cancelled, and the session keeps only what was heard.
+(`--headphones`, or `echo_cancel` on open speakers: WebRTC AEC3 removes the
+reply's echo from the mic first): user speech during a reply is a barge-in:
+playback stops at once, generation is cancelled, and the session keeps only
+what was heard.
 Push-to-talk: `press()` / `release()` replace the VAD; a press during a reply
 is a barge-in in either mode.
 """
