@@ -122,7 +122,10 @@ class VoiceBank:
                 voice.save(tmp)
                 if existing is not None:  # the old voice goes only once the new one is complete
                     self.remove(existing.name, _allow_default=True)
-                tmp.rename(self.root / name)
+                try:
+                    tmp.rename(self.root / name)
+                except OSError:  # another process created it since our check
+                    raise VoiceBankError(f"a voice named {name!r} was just added by another process") from None
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
