@@ -54,7 +54,7 @@ def pct(ms: list[float], q: float) -> float:
 def bench_index(n: int, n_queries: int, nprobe: int) -> dict:
     import faiss
 
-    from retrieval.store import build_index, nlist_for
+    from retrieval.faiss_index import build_index, nlist_for
 
     data, _ = clustered(n, DIM, n_clusters=max(100, n // 1000), seed=n)
     queries, _ = clustered(n_queries, DIM, n_clusters=max(100, n // 1000), seed=n)  # same centres (same seed)
