@@ -113,6 +113,14 @@ def _clip(tmp_path, seconds, amplitude=0.3, name="c.wav"):
     return tmp_path / name
 
 
+def _two_hours(tmp_path):
+    path = tmp_path / "long.flac"  # digital silence compresses: a 2-hour file of ~200 kB
+    with sf.SoundFile(str(path), "w", samplerate=8000, channels=1, format="FLAC", subtype="PCM_16") as f:
+        for _ in range(12):
+            f.write(np.zeros(8000 * 600, np.int16))
+    return path
+
+
 BAD_ADDS = {
     "bad name": (lambda tp, clips: (clips["deep_man"][0], "../evil", "d"), "invalid voice name"),
     "hidden name": (lambda tp, clips: (clips["deep_man"][0], ".x", "d"), "invalid voice name"),
@@ -121,6 +129,7 @@ BAD_ADDS = {
     "no description": (lambda tp, clips: (clips["deep_man"][0], "new", "  "), "needs a description"),
     "too short": (lambda tp, clips: (_clip(tp, 0.5), "new", "d"), "at least 1 s"),
     "too long": (lambda tp, clips: (_clip(tp, 65), "new", "d"), "3-30 s"),
+    "two hours": (lambda tp, clips: (_two_hours(tp), "new", "d"), "7200 s long"),
     "silent": (lambda tp, clips: (_clip(tp, 3, amplitude=0.0), "new", "d"), "silent"),
     "missing file": (lambda tp, clips: (tp / "nope.wav", "new", "d"), "nope.wav"),
     "not audio": (lambda tp, clips: ((tp / "x.wav").write_bytes(b"RIFF....garbage") and tp / "x.wav", "new", "d"), "x.wav"),

@@ -101,6 +101,14 @@ class VoiceBank:
                 raise VoiceBankError(f"a voice named {existing.name!r} already exists (remove it first, or pick another name)")
             if existing is not None and existing.name == DEFAULT_VOICE and origin != "starter":
                 raise VoiceBankError(f"{DEFAULT_VOICE!r} is the built-in voice; give your voice another name")
+            if isinstance(wav, (str, os.PathLike)) and Path(wav).is_file():
+                try:  # refuse hour-long files from their header, before decoding them
+                    header_s = sf.info(str(wav)).duration
+                except Exception:
+                    header_s = 0.0  # not a format soundfile knows: load_audio says why
+                if header_s > MAX_CLIP_S:
+                    raise VoiceBankError(f"the clip is {header_s:.0f} s long; use a 3-30 s reference clip "
+                                         f"(at most {MAX_CLIP_S:.0f} s)")
             samples = load_audio(wav) if not isinstance(wav, np.ndarray) else load_audio(wav, SAMPLE_RATE)
             seconds = len(samples) / SAMPLE_RATE
             if seconds < MIN_CLIP_S:
