@@ -148,3 +148,23 @@ def test_unreadable_database_is_a_clear_error(tmp_path):
         Store(tmp_path / "s", 16, "e")
     with pytest.raises(sqlite3.DatabaseError):  # and it was left as it was, for the user to inspect
         sqlite3.connect(str(tmp_path / "s.sqlite")).execute("SELECT * FROM items")
+
+
+@pytest.mark.slow
+def test_real_size_ivf_store_recall(tmp_path):
+    """200k clustered 384-d rows through the store (IVF above the default threshold) vs exact search."""
+    from retrieval.faiss_index import build_index
+
+    rng = np.random.default_rng(3)
+    centres = unit(rng, 200, d=384)
+    v = centres[rng.integers(0, 200, 200_000)] + 0.06 * rng.standard_normal((200_000, 384)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    exact = build_index(384, v, np.arange(1, 200_001), approximate=False)  # store ids start at 1
+    with Store(tmp_path / "s", 384, "e") as s:
+        for i in range(0, len(v), 20_000):
+            s.add(items(20_000, start=i, per_source=100), v[i : i + 20_000])
+        assert "IVF" in type(s._index).__name__
+        queries = v[rng.choice(len(v), 100, replace=False)] + 0.02 * rng.standard_normal((100, 384)).astype(np.float32)
+        _, truth = exact.search(queries, 10)
+        recall = np.mean([len({r.id for r, _ in s.search(q, 10)} & set(t)) / 10 for q, t in zip(queries, truth)])
+    assert recall >= 0.95
