@@ -47,7 +47,8 @@ class CausalConditionalCFM(nn.Module):
         return 1 - torch.cos(s * 0.5 * math.pi)
 
     def _solve(self, x: torch.Tensor, mu: torch.Tensor, spks: torch.Tensor, cond: torch.Tensor,
-               n_timesteps: int, caches: list[DiTCache | None] | None) -> tuple[torch.Tensor, list[DiTCache]]:
+               n_timesteps: int, caches: list[DiTCache] | None,
+               keep_cache: bool) -> tuple[torch.Tensor, list[DiTCache | None]]:
         """Euler integration; guidance runs the unconditioned half (mu, speaker, cond = 0) in the same batch."""
         t_span = self.time_span(n_timesteps, mu)
         t, dt = t_span[0].unsqueeze(0), t_span[1] - t_span[0]
@@ -58,7 +59,8 @@ class CausalConditionalCFM(nn.Module):
         new_caches: list[DiTCache] = []
         for step in range(1, n_timesteps + 1):
             cache = caches[step - 1] if caches is not None else None
-            v, new_cache = self.estimator(x.repeat(2, 1, 1), mu_in, t.repeat(2), spks_in, cond_in, cache)
+            v, new_cache = self.estimator(x.repeat(2, 1, 1), mu_in, t.repeat(2), spks_in, cond_in, cache,
+                                          use_cache=keep_cache)
             new_caches.append(new_cache)
             v_cond, v_uncond = v.chunk(2, dim=0)
             x = x + dt * ((1.0 + rate) * v_cond - rate * v_uncond)
@@ -70,7 +72,7 @@ class CausalConditionalCFM(nn.Module):
     def forward(self, mu: torch.Tensor, spks: torch.Tensor, cond: torch.Tensor, n_timesteps: int) -> torch.Tensor:
         """Whole utterance. mu, cond (1, 80, T); spks (1, 80) -> mel (1, 80, T)."""
         x = self._noise(0, mu.shape[2]).to(mu.dtype)
-        x, _ = self._solve(x, mu, spks, cond, n_timesteps, None)
+        x, _ = self._solve(x, mu, spks, cond, n_timesteps, None, keep_cache=False)
         return x
 
     def forward_chunk(self, mu: torch.Tensor, spks: torch.Tensor, cond: torch.Tensor, n_timesteps: int,
@@ -80,4 +82,4 @@ class CausalConditionalCFM(nn.Module):
             raise StepvoiceError(f"stream cache was built for {len(caches)} steps, not {n_timesteps}")
         offset = caches[0].frames if caches is not None else 0
         x = self._noise(offset, mu.shape[2]).to(mu.dtype)
-        return self._solve(x, mu, spks, cond, n_timesteps, caches)
+        return self._solve(x, mu, spks, cond, n_timesteps, caches, keep_cache=True)

@@ -21,12 +21,20 @@ from torch import nn
 
 from engine.token2wav.config import DiTConfig
 
+KV = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, H, frames, D)
 NORM_EPS = 1e-6  # the affine-free LayerNorms around each sub-block
 MAX_PERIOD = 10000.0  # timestep sinusoid
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale) + shift
+
+
+def _gated_add(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """x + gate * y; in place (one pass, no temporaries) when no gradient is being recorded."""
+    if torch.is_grad_enabled():
+        return x + gate * y
+    return x.addcmul_(y, gate)
 
 
 class TimestepEmbedder(nn.Module):
@@ -62,21 +70,22 @@ class Attention(nn.Module):
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
-        return x.view(b, t, self.num_heads, -1).transpose(1, 2)  # (B, H, T, D)
+        return x.view(b, t, self.num_heads, -1)  # (B, T, H, D)
 
-    def forward(self, x: torch.Tensor, kv_cache: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T, C); kv_cache (B, H, cached, 2D) -> output and new cache (newest first)."""
+    def forward(self, x: torch.Tensor, kv_cache: KV | None = None,
+                use_cache: bool = True) -> tuple[torch.Tensor, KV | None]:
+        """x (B, T, C); kv_cache: keys and values (B, H, cached, D) of earlier frames -> output
+        and the new cache (newest frames first). Without `use_cache` no cache is built."""
         b, t, _ = x.shape
-        q = self.q_norm(self._heads(self.to_q(x)))
-        k = self.k_norm(self._heads(self.to_k(x)))
-        v = self._heads(self.to_v(x))
+        # Per-head norms on the (B, T, H, D) layout (contiguous), then heads-first views for SDPA.
+        q = self.q_norm(self._heads(self.to_q(x))).transpose(1, 2)
+        k = self.k_norm(self._heads(self.to_k(x))).transpose(1, 2)
+        v = self._heads(self.to_v(x)).transpose(1, 2)
         if kv_cache is not None:
-            k_old, v_old = kv_cache.split(self.head_dim, dim=-1)
-            k = torch.cat([k, k_old], dim=2)
-            v = torch.cat([v, v_old], dim=2)
-        new_cache = torch.cat([k, v], dim=-1)
+            k = torch.cat([k, kv_cache[0]], dim=2)
+            v = torch.cat([v, kv_cache[1]], dim=2)
         out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(b, t, -1)), new_cache
+        return self.proj(out.transpose(1, 2).reshape(b, t, -1)), ((k, v) if use_cache else None)
 
 
 class MLP(nn.Module):
@@ -105,43 +114,54 @@ class CausalConvBlock(nn.Module):
         )
 
     def _conv(self, conv: nn.Conv1d, x: torch.Tensor, tail: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Causal conv over time on the (B, T, C) layout, as one GEMM over unfolded windows
+        (no transposes). `tail`: the previous chunk's last inputs (B, K-1, C), zeros at the start."""
+        b, t, c = x.shape
         if tail is None:
-            tail = x.new_zeros(x.shape[0], x.shape[1], self.pad)
-        x = torch.cat([tail, x], dim=2)
-        return conv(x), x[..., -self.pad:]
+            tail = x.new_zeros(b, self.pad, c)
+        padded = torch.cat([tail, x], dim=1)  # (B, T+K-1, C)
+        windows = padded.unfold(1, self.pad + 1, 1).reshape(b * t, -1)  # (B*T, C*K), (c, k) order
+        out = torch.addmm(conv.bias, windows, conv.weight.view(conv.out_channels, -1).t())
+        return out.view(b, t, -1), padded[:, -self.pad:]
 
     def forward(self, x: torch.Tensor, tails: tuple[torch.Tensor, torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """x (B, T, C); tails: the last inputs of both convs from the previous chunk."""
         t1, t2 = tails if tails is not None else (None, None)
-        y, t1 = self._conv(self.block[1], x.transpose(1, 2), t1)
-        y = self.block[4](self.block[3](y.transpose(1, 2)))
-        y, t2 = self._conv(self.block[6], y.transpose(1, 2), t2)
-        return y.transpose(1, 2), (t1, t2)
+        y, t1 = self._conv(self.block[1], x, t1)
+        y = F.mish(self.block[3](y), inplace=True)
+        y, t2 = self._conv(self.block[6], y, t2)
+        return y, (t1, t2)
 
 
 class DiTBlock(nn.Module):
     def __init__(self, cfg: DiTConfig):
         super().__init__()
         h = cfg.hidden_size
-        self.norm1 = nn.LayerNorm(h, elementwise_affine=False, eps=NORM_EPS)
+        # norm1 (attention), norm2 (MLP), norm3 (conv): affine-free LayerNorms, see `_norm`.
         self.attn = Attention(h, cfg.num_heads, cfg.head_dim)
-        self.norm2 = nn.LayerNorm(h, elementwise_affine=False, eps=NORM_EPS)
         self.mlp = MLP(h, int(h * cfg.mlp_ratio))
-        self.norm3 = nn.LayerNorm(h, elementwise_affine=False, eps=NORM_EPS)
         self.conv = CausalConvBlock(h, cfg.conv_kernel_size)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(h, 9 * h))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, kv_cache: torch.Tensor | None = None,
-                conv_tails: tuple[torch.Tensor, torch.Tensor] | None = None):
-        """x (B, T, C), c (B, 1, C) -> x, new kv cache, new conv tails."""
+    def _norm(self, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """modulate(LayerNorm(x), shift, scale) in one layer_norm call when the modulation is
+        shared by the whole batch (always so in flow matching: both guidance halves share t)."""
+        if shift.shape[0] == 1:
+            return F.layer_norm(x, x.shape[-1:], (1 + scale).view(-1), shift.view(-1), NORM_EPS)
+        return modulate(F.layer_norm(x, x.shape[-1:], eps=NORM_EPS), shift, scale)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, kv_cache: KV | None = None,
+                conv_tails: tuple[torch.Tensor, torch.Tensor] | None = None, use_cache: bool = True):
+        """x (B, T, C), c (B or 1, 1, C) -> x, new kv cache, new conv tails (x updated in place
+        under no-grad / inference mode)."""
         (shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp,
          shift_conv, scale_conv, gate_conv) = self.adaLN_modulation(c).chunk(9, dim=-1)
-        att, kv_cache = self.attn(modulate(self.norm1(x), shift_msa, scale_msa), kv_cache)
-        x = x + gate_msa * att
-        conv, conv_tails = self.conv(modulate(self.norm3(x), shift_conv, scale_conv), conv_tails)
-        x = x + gate_conv * conv
-        x = x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        att, kv_cache = self.attn(self._norm(x, shift_msa, scale_msa), kv_cache, use_cache)
+        x = _gated_add(x, att, gate_msa)
+        conv, conv_tails = self.conv(self._norm(x, shift_conv, scale_conv), conv_tails)
+        x = _gated_add(x, conv, gate_conv)
+        x = _gated_add(x, self.mlp(self._norm(x, shift_mlp, scale_mlp)), gate_mlp)
         return x, kv_cache, conv_tails
 
 
@@ -159,18 +179,18 @@ class FinalLayer(nn.Module):
 
 @dataclass(frozen=True)
 class DiTCache:
-    """One estimator call's streaming state: per block kv (B, H, frames, 2D) and conv tails."""
+    """One estimator call's streaming state: per block keys/values and conv tails."""
 
-    kv: tuple[torch.Tensor, ...]
+    kv: tuple[KV, ...]
     conv: tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
     @property
     def frames(self) -> int:
-        return self.kv[0].shape[2]
+        return self.kv[0][0].shape[2]
 
     def keep(self, first: int, last: int) -> "DiTCache":
         """Keep the first `first` and the last `last` cached frames (the reference's trim)."""
-        kv = tuple(torch.cat([k[:, :, :first], k[:, :, -last:]], dim=2) for k in self.kv)
+        kv = tuple(tuple(torch.cat([x[:, :, :first], x[:, :, -last:]], dim=2) for x in pair) for pair in self.kv)
         return DiTCache(kv, self.conv)
 
 
@@ -184,16 +204,21 @@ class DiT(nn.Module):
         self.final_layer = FinalLayer(cfg.hidden_size, cfg.out_channels)
 
     def forward(self, x: torch.Tensor, mu: torch.Tensor, t: torch.Tensor, spks: torch.Tensor,
-                cond: torch.Tensor, cache: DiTCache | None = None) -> tuple[torch.Tensor, DiTCache]:
-        """x, mu, cond (B, 80, T); t (B,); spks (B, 80) -> velocity (B, 80, T) and the new cache."""
-        c = self.t_embedder(t).unsqueeze(1)  # (B, 1, C)
+                cond: torch.Tensor, cache: DiTCache | None = None,
+                use_cache: bool = True) -> tuple[torch.Tensor, DiTCache | None]:
+        """x, mu, cond (B, 80, T); t (B,); spks (B, 80) -> velocity (B, 80, T) and the new cache
+        (None without `use_cache`)."""
+        if t.numel() > 1 and bool((t == t[:1]).all()):
+            t = t[:1]  # one time for the whole batch: modulate once, fused into the norms
+        c = self.t_embedder(t).unsqueeze(1)  # (B or 1, 1, C)
         spks = spks.unsqueeze(-1).expand(-1, -1, x.shape[-1])
         h = self.in_proj(torch.cat([x, mu, spks, cond], dim=1).transpose(1, 2))
         kv_in = cache.kv if cache is not None else (None,) * len(self.blocks)
         conv_in = cache.conv if cache is not None else (None,) * len(self.blocks)
         kv_out, conv_out = [], []
         for block, kv, tails in zip(self.blocks, kv_in, conv_in):
-            h, kv, tails = block(h, c, kv, tails)
+            h, kv, tails = block(h, c, kv, tails, use_cache)
             kv_out.append(kv)
             conv_out.append(tails)
-        return self.final_layer(h, c).transpose(1, 2), DiTCache(tuple(kv_out), tuple(conv_out))
+        new_cache = DiTCache(tuple(kv_out), tuple(conv_out)) if use_cache else None
+        return self.final_layer(h, c).transpose(1, 2), new_cache
