@@ -99,3 +99,22 @@ def test_offline_api_shapes(t2w, voices):
     assert wav.shape == (33 * SAMPLES_PER_CODE,) and wav.dtype == np.float32
     assert np.array_equal(wav, t2w.synthesize(codes, voices[0]))  # reproducible
     assert np.abs(wav).max() <= 0.99
+
+
+def test_lower_precision_runs_and_stays_close(fake_token2wav, t2w, voices):
+    half = Token2Wav.from_dir(fake_token2wav, dtype="bf16", seed=1)
+    codes = _codes(30, 8)
+    full_mel, half_mel = t2w.mel(codes, voices[0]), half.mel(codes, voices[0])
+    assert half_mel.dtype == np.float32 and half_mel.shape == full_mel.shape
+    assert 0 < np.abs(full_mel - half_mel).max() < 0.05 * np.abs(full_mel).max()
+    s = half.stream(voices[0])
+    assert np.concatenate([s.push(codes), s.finish()]).size == 30 * SAMPLES_PER_CODE
+
+
+def test_bad_device_dtype_and_mel_are_clear_errors(fake_token2wav, t2w):
+    with pytest.raises(StepvoiceError, match="unknown device"):
+        Token2Wav.from_dir(fake_token2wav, device="warp-drive")
+    with pytest.raises(StepvoiceError, match="unknown dtype"):
+        Token2Wav.from_dir(fake_token2wav, dtype="fp7")
+    with pytest.raises(StepvoiceError, match=r"\[80, T>0\]"):
+        t2w.vocode(np.zeros((81, 10), np.float32))

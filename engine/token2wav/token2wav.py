@@ -23,6 +23,7 @@ import torch
 
 from engine.errors import CheckpointError, StepvoiceError
 from engine.token2wav.codes import check_codes
+from engine.token2wav.config import SAMPLE_RATE
 from engine.token2wav.flow import FlowCache
 from engine.token2wav.stream import Stream, VoiceTensors
 from engine.token2wav.voice import VoicePreparer, VoicePrompt
@@ -47,6 +48,8 @@ def _dtype(dtype: torch.dtype | str | None) -> torch.dtype:
 
 
 class Token2Wav:
+    sample_rate = SAMPLE_RATE
+
     def __init__(self, flow, hift, preparer: VoicePreparer | None, device: torch.device, dtype: torch.dtype,
                  n_timesteps: int = DEFAULT_TIMESTEPS, seed: int = 0):
         if n_timesteps < 1:
