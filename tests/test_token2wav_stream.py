@@ -118,3 +118,19 @@ def test_bad_device_dtype_and_mel_are_clear_errors(fake_token2wav, t2w):
         Token2Wav.from_dir(fake_token2wav, dtype="fp7")
     with pytest.raises(StepvoiceError, match=r"\[80, T>0\]"):
         t2w.vocode(np.zeros((81, 10), np.float32))
+
+
+def test_warm_caches_the_stream_start_per_voice(fake_token2wav, voices):
+    t2w = Token2Wav.from_dir(fake_token2wav, seed=1)
+    codes = _codes(40, 9)
+    cold = np.concatenate(_run(t2w.stream(voices[1]), codes, 40))
+    t2w.clear_cache()
+    t2w.warm(voices[1])
+    calls = []
+    original = t2w.flow.setup_cache
+    t2w.flow.setup_cache = lambda *a, **k: calls.append(1) or original(*a, **k)
+    warm = np.concatenate(_run(t2w.stream(voices[1]), codes, 40))
+    assert calls == []  # the start came from the cache
+    assert np.array_equal(cold, warm)  # and gives the same audio
+    t2w.stream(voices[1], n_timesteps=3)
+    assert calls == [1]  # another step count is another start

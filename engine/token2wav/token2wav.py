@@ -142,6 +142,12 @@ class Token2Wav:
                 self._starts.popitem(last=False)
         return start
 
+    def warm(self, voice: VoicePrompt, n_timesteps: int | None = None) -> None:
+        """Compute a voice's stream start now (the prompt through encoder and estimator: the
+        bulk of a first chunk's latency), e.g. when the voice is chosen, before any reply."""
+        v = self._tensors(voice)
+        self._start(v, (voice.fingerprint(), n_timesteps or self.n_timesteps))
+
     def stream(self, voice: VoicePrompt | str | Path | np.ndarray, first_chunk: int = DEFAULT_CHUNK,
                chunk: int = DEFAULT_CHUNK, n_timesteps: int | None = None) -> Stream:
         """A new stream for one utterance in `voice` (see `engine.token2wav.stream`)."""
