@@ -51,7 +51,7 @@ def load_parts(cfg: AssistantConfig, *, tools: bool = True, tools_modules: Seque
     if speech:
         parts.token2wav = open_token2wav(cfg, backend, parts.notes)
     if speech or voices or cfg.voice:  # the bank's first use installs and indexes its starter voices: only when it matters
-        parts.voice_bank = open_voice_bank(home, parts.token2wav, parts.notes)
+        parts.voice_bank = open_voice_bank(home, parts.token2wav, parts.notes, cfg, parts.backend)
     return parts
 
 
@@ -98,15 +98,17 @@ def open_token2wav(cfg: AssistantConfig, backend: Any, notes: list[str]) -> Any:
     return Token2Wav.from_dir(folder, device=device)
 
 
-def open_voice_bank(home: Path, token2wav: Any, notes: list[str]) -> Any:
+def open_voice_bank(home: Path, token2wav: Any, notes: list[str], cfg: AssistantConfig | None = None,
+                    backend: Any = None) -> Any:
     """The data dir's voice bank (voices prepared with `token2wav`), or None when voice_bank is missing."""
     try:
-        from voice_bank import VoiceBank
+        from voice_bank import VoiceBank, prompt_key_for
     except ImportError:
         return None
     prepare = token2wav.prepare_voice if token2wav is not None else None
+    folder = token2wav_dir(cfg, backend) if token2wav is not None and cfg is not None else None
     try:
-        return VoiceBank.open(home, prepare=prepare)
+        return VoiceBank.open(home, prepare=prepare, prompt_key=prompt_key_for(folder))
     except StepvoiceError as e:
         notes.append(f"voice bank unavailable: {e}")
         return None

@@ -120,14 +120,16 @@ def test_served_session_speaks_runs_tools_and_truncates(served):
 
 
 def test_token2wav_comes_from_the_flag_or_the_checkpoint(fake_checkpoint, tmp_path):
-    from assistant.cli.serve import _token2wav
+    from assistant.cli.serve import _token2wav, _token2wav_folder
     from assistant.config import AssistantConfig
     from engine.errors import ConfigError
 
     if not (fake_checkpoint / "token2wav").is_dir():
         pytest.skip("the fake checkpoint has no token2wav folder yet")
-    t2w = _token2wav(None, str(fake_checkpoint), AssistantConfig())
+    assert _token2wav_folder(None, str(fake_checkpoint)) == fake_checkpoint / "token2wav"
+    t2w = _token2wav(_token2wav_folder(None, str(fake_checkpoint)), AssistantConfig())
     assert t2w is not None and callable(getattr(t2w, "stream", None))
-    assert _token2wav(None, "vllm+http://127.0.0.1:8000", AssistantConfig()) is None
+    assert _token2wav_folder(None, "vllm+http://127.0.0.1:8000") is None
+    assert _token2wav(None, AssistantConfig()) is None
     with pytest.raises(ConfigError, match="token2wav folder not found"):
-        _token2wav(str(tmp_path / "nowhere"), None, AssistantConfig())
+        _token2wav(_token2wav_folder(str(tmp_path / "nowhere"), None), AssistantConfig())

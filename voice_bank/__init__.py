@@ -7,8 +7,9 @@
     bank.prompt("me")           # -> VoicePrompt (cached on disk after the first time)
 """
 from voice_bank.bank import VoiceBank
+from voice_bank.prompt_key import prompt_key_for
 from voice_bank.starter import default_clip, starter_voices
 from voice_bank.voice import DEFAULT_VOICE, Voice, VoiceBankError, VoiceMatch, VoiceNotFound
 
 __all__ = ["DEFAULT_VOICE", "Voice", "VoiceBank", "VoiceBankError", "VoiceMatch", "VoiceNotFound", "default_clip",
-           "starter_voices"]
+           "prompt_key_for", "starter_voices"]

@@ -73,16 +73,15 @@ def build_factory(args: argparse.Namespace):
         shared = load_backend(spec, device=config.device or "cpu", dtype=config.dtype)
         new_backend = lambda: shared  # noqa: E731
         model_name = getattr(shared, "name", "step-audio-2-mini")
-    token2wav = _token2wav(args.token2wav, spec, config)
+    t2w_folder = _token2wav_folder(args.token2wav, spec)
+    token2wav = _token2wav(t2w_folder, config)
     tools = None if args.no_tools else _tools(config)
-    voice_bank = _voice_bank(config, token2wav)
+    voice_bank = _voice_bank(config, token2wav, t2w_folder)
     return AssistantSessions(new_backend, config=config, tools=tools, voice_bank=voice_bank, token2wav=token2wav,
                              model_name=model_name)
 
 
-def _token2wav(flag: str | None, spec: str | None, config) -> Any:
-    from engine.errors import ConfigError
-
+def _token2wav_folder(flag: str | None, spec: str | None) -> Path | None:
     folder = Path(flag) if flag else None
     if folder is None and not (spec or "").startswith(("scripted:", "vllm+")):
         from engine.checkpoint import resolve
@@ -90,6 +89,12 @@ def _token2wav(flag: str | None, spec: str | None, config) -> Any:
         folder = resolve(spec) / "token2wav"  # the local checkpoint (a hub id is already downloaded by now)
         if not folder.is_dir():
             folder = None
+    return folder
+
+
+def _token2wav(folder: Path | None, config) -> Any:
+    from engine.errors import ConfigError
+
     if folder is None:
         log.warning("no token2wav folder (--token2wav): replies are text and transcripts only")
         return None
@@ -109,12 +114,13 @@ def _tools(config) -> Any:
     return load_registry(config.tools)
 
 
-def _voice_bank(config, token2wav) -> Any:
+def _voice_bank(config, token2wav, folder: Path | None) -> Any:
     try:
-        from voice_bank import VoiceBank
+        from voice_bank import VoiceBank, prompt_key_for
     except ImportError:
         return None
     from assistant.paths import data_dir
 
     prepare = token2wav.prepare_voice if token2wav is not None else None
-    return VoiceBank.open(data_dir(config.data_dir), prepare=prepare)
+    return VoiceBank.open(data_dir(config.data_dir), prepare=prepare,
+                          prompt_key=prompt_key_for(folder if token2wav is not None else None))

@@ -42,14 +42,15 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def _bank(args: argparse.Namespace, prepare: Any = None):
     from assistant.paths import data_dir
-    from voice_bank import VoiceBank
+    from voice_bank import VoiceBank, prompt_key_for
 
     checkpoint = getattr(args, "model", None)
     if checkpoint and not Path(checkpoint).is_dir():
         from engine.errors import ConfigError
 
         raise ConfigError(f"--model {checkpoint}: not a checkpoint folder")
-    return VoiceBank.open(data_dir(args.data_dir), prepare=prepare, checkpoint=checkpoint)
+    return VoiceBank.open(data_dir(args.data_dir), prepare=prepare, checkpoint=checkpoint,
+                          prompt_key=prompt_key_for(checkpoint))
 
 
 def _prepare_with(checkpoint: str):
