@@ -123,14 +123,3 @@ class Adapter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.gelu(self.conv(x.transpose(1, 2))).transpose(1, 2)  # (B, L', state)
         return self.linear2(F.relu(self.linear1(x)))
-
-
-def adapter_length(encoder_length: int | torch.Tensor, kernel_size: int = 3, stride: int = 2) -> int | torch.Tensor:
-    """Frames out of the adapter for `encoder_length` valid encoder frames."""
-    return (encoder_length + 2 * 1 - kernel_size) // stride + 1
-
-
-def placeholder_count(mel_frames: int, kernel_size: int = 3, stride: int = 2) -> int:
-    """`<audio_patch>` slots for one piece of `mel_frames` log-mel frames."""
-    encoder_length = (mel_frames - 2 + 1) // 2 // 2
-    return int(adapter_length(encoder_length, kernel_size, stride))

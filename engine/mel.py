@@ -81,10 +81,10 @@ def mel_frames(n_samples: int) -> int:
     return (n_samples + RIGHT_PAD) // HOP
 
 
-def placeholder_count(mel_frames: int) -> int:
+def placeholder_count(mel_frames: int, kernel_size: int = 3, stride: int = 2) -> int:
     """`<audio_patch>` slots for a piece with `mel_frames` frames: the encoder sees
     T - 2 frames, halves them twice (conv stride 2, average pool), then the adapter
-    conv (kernel 3, stride 2, padding 1) halves again."""
-    length = mel_frames - 2
-    encoded = (length + 1) // 2 // 2
-    return (encoded - 1) // 2 + 1
+    conv (`kernel_size`, `stride`, padding 1) shortens again: (e - 1) // 2 + 1 for
+    the real config."""
+    encoded = (mel_frames - 2 + 1) // 2 // 2
+    return (encoded + 2 * 1 - kernel_size) // stride + 1

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from engine.config import StepAudio2Config
-from engine.encoder import Adapter, AudioEncoder, placeholder_count
+from engine.encoder import Adapter, AudioEncoder
+from engine.mel import placeholder_count
 
 
 def _cache_kwarg() -> str:
