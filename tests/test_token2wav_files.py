@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.errors import CheckpointError
-from engine.token2wav import SpeechCodeError, Token2Wav, default_voice_path
+from engine.token2wav import SpeechCodeError, Token2Wav, VoicePrompt, default_voice_path
 from engine.token2wav.check import check_token2wav
 from engine.token2wav.config import FlowConfig, dump_flow_yaml, parse_flow_yaml
 from engine.token2wav.fake import flow_config
@@ -135,9 +135,11 @@ def test_corrupt_files_fail_loading_with_one_clear_line(fake_token2wav, tmp_path
         Token2Wav.from_dir(folder)
     shutil.copy(fake_token2wav / "flow.pt", folder / "flow.pt")
     (folder / "speech_tokenizer_v2_25hz.onnx").write_bytes(b"not onnx at all")
+    t2w = Token2Wav.from_dir(folder)  # the voice models load on first use
     with pytest.raises(CheckpointError, match="speech_tokenizer_v2_25hz.onnx") as info:
-        Token2Wav.from_dir(folder)
+        t2w.prepare_voice(default_voice_path())
     assert "\n" not in str(info.value)
+    assert t2w.synthesize([1, 2, 3], VoicePrompt(np.arange(25), np.ones(192), np.zeros((50, 80)))).size == 2880
     with pytest.raises(CheckpointError, match="no token2wav folder"):
         Token2Wav.from_dir(tmp_path / "nowhere")
 

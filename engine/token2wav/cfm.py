@@ -32,9 +32,6 @@ class CausalConditionalCFM(nn.Module):
         self.register_buffer("rand_noise", draw_noise(cfg.estimator.out_channels, noise_frames, seed),
                              persistent=False)
 
-    def reseed(self, seed: int) -> None:
-        self.rand_noise.copy_(draw_noise(self.rand_noise.shape[1], self.rand_noise.shape[2], seed))
-
     def _noise(self, offset: int, frames: int) -> torch.Tensor:
         if offset + frames > self.rand_noise.shape[2]:
             seconds = self.rand_noise.shape[2] // 50

@@ -5,10 +5,16 @@ blocks of (adaLN-modulated attention, causal conv block, MLP) -> adaLN final
 layer -> 80 mel channels. Parameter names equal the checkpoint keys under
 `decoder.estimator.`.
 
-Streaming (`forward_chunk`) keeps, per block, the keys/values of earlier
-frames and the last conv inputs in a `DiTCache`. As in the reference, the
-newest chunk's keys come first in the cache (attention is order-free), which
-matters only for which frames a trimmed cache keeps.
+Streaming passes a `DiTCache` (per block: keys/values of earlier frames and
+the last conv inputs) to `forward`, which returns the extended one. As in the
+reference, the newest chunk's keys come first in the cache (attention is
+order-free), which matters only for which frames a trimmed cache keeps.
+
+For speed on CPU (same maths, float rounding aside): the modulation of each
+affine-free LayerNorm is folded into the layer_norm call (both guidance halves
+share t), gated residuals are added in place, the causal convs run as one GEMM
+over unfolded windows on the (B, T, C) layout, and a whole utterance builds no
+kv caches.
 """
 from __future__ import annotations
 

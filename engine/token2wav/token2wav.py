@@ -50,16 +50,21 @@ def _dtype(dtype: torch.dtype | str | None) -> torch.dtype:
 class Token2Wav:
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, flow, hift, preparer: VoicePreparer | None, device: torch.device, dtype: torch.dtype,
+    def __init__(self, flow, hift, voice_models: Path | None, device: torch.device, dtype: torch.dtype,
                  n_timesteps: int = DEFAULT_TIMESTEPS, seed: int = 0):
+        """`voice_models`: the folder holding campplus.onnx and the speech tokenizer, loaded on
+        the first `prepare_voice` (voices cached by a voice bank never need them)."""
         if n_timesteps < 1:
             raise StepvoiceError("n_timesteps must be at least 1")
-        self.flow, self.hift, self.preparer = flow, hift, preparer
+        self.flow, self.hift = flow, hift
+        self._voice_models = voice_models
+        self._preparer: VoicePreparer | None = None
         self.device, self.dtype = device, dtype
         self.n_timesteps, self.seed = n_timesteps, seed
         self.samples_per_frame = hift.cfg.samples_per_frame
         self._starts: OrderedDict[tuple, FlowCache] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the stream-start cache
+        self._preparer_lock = threading.Lock()
 
     @classmethod
     def from_dir(cls, path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None,
@@ -77,14 +82,17 @@ class Token2Wav:
         torch_dtype = _dtype(dtype)
         flow = load_flow(path, device, torch_dtype, seed)
         hift = load_hift(path, device)
-        return cls(flow, hift, VoicePreparer(path), device, torch_dtype, n_timesteps, seed)
+        return cls(flow, hift, path, device, torch_dtype, n_timesteps, seed)
 
     # ---- voices
     def prepare_voice(self, wav: str | Path | np.ndarray, sr: int | None = None) -> VoicePrompt:
         """A reference clip (path, or 16 kHz samples) -> VoicePrompt."""
-        if self.preparer is None:
+        if self._voice_models is None:
             raise StepvoiceError("this Token2Wav has no voice models (campplus / speech tokenizer)")
-        return self.preparer.prepare(wav, sr)
+        with self._preparer_lock:
+            if self._preparer is None:
+                self._preparer = VoicePreparer(self._voice_models)
+        return self._preparer.prepare(wav, sr)
 
     def _voice(self, voice: VoicePrompt | str | Path | np.ndarray) -> VoicePrompt:
         if isinstance(voice, VoicePrompt):
