@@ -10,7 +10,16 @@ vocoder stays fp32). Outputs are reproducible: the flow's noise comes from
 `seed`, and each synthesis / stream draws the vocoder's random phases from
 its own generator seeded with `seed`. A stream's start (the prompt run
 through encoder and estimator) depends only on the voice, so it is computed
-once per voice and shared by later streams (read-only).
+once per voice and shared by later streams (read-only); `warm(voice)` does it
+ahead of time.
+
+Speed / quality knobs (measured by bench/token2wav.py):
+- `n_timesteps` (from_dir or per stream; official 10): the flow-matching
+  Euler steps; the flow's cost is proportional. 5 steps roughly halve it and
+  make real-size CPU streaming faster than real time; audio quality drops
+  gently (coarser ODE solve), output no longer equals the reference.
+- `first_chunk` (per stream; official 25 codes = 1 s): fewer codes give the
+  first audio sooner at identical output (>= 4).
 """
 from __future__ import annotations
 
