@@ -18,8 +18,9 @@ Speed / quality knobs (measured by bench/token2wav.py):
   Euler steps; the flow's cost is proportional. 5 steps roughly halve it and
   make real-size CPU streaming faster than real time; audio quality drops
   gently (coarser ODE solve), output no longer equals the reference.
-- `first_chunk` (per stream; official 25 codes = 1 s): fewer codes give the
-  first audio sooner at identical output (>= 4).
+- `first_chunk` (per stream; official 25 codes = 1 s, at least 4): fewer codes
+  give the first audio sooner; the audio equals the reference streamed with
+  the same chunk boundaries (not quite that of 25-code chunks).
 """
 from __future__ import annotations
 
