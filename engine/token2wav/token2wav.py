@@ -110,10 +110,11 @@ class Token2Wav:
         return self.prepare_voice(voice)
 
     def _tensors(self, voice: VoicePrompt) -> VoiceTensors:
+        # torch.tensor copies: the prompt's arrays may be read-only (np.load, shared caches).
         return VoiceTensors(
-            codes=torch.from_numpy(voice.codes).to(self.device).unsqueeze(0),
-            speaker=torch.from_numpy(voice.speaker).to(self.device, self.dtype).unsqueeze(0),
-            mel=torch.from_numpy(voice.mel).to(self.device, self.dtype).unsqueeze(0),
+            codes=torch.tensor(voice.codes, device=self.device).unsqueeze(0),
+            speaker=torch.tensor(voice.speaker, device=self.device, dtype=self.dtype).unsqueeze(0),
+            mel=torch.tensor(voice.mel, device=self.device, dtype=self.dtype).unsqueeze(0),
         )
 
     # ---- whole utterances
