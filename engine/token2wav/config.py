@@ -85,8 +85,8 @@ class DiTConfig:
 class CFMConfig:
     """CausalConditionalCFM arguments: the estimator and the guidance rate."""
 
-    estimator: DiTConfig = field(default_factory=DiTConfig)
     inference_cfg_rate: float = 0.7
+    estimator: DiTConfig = field(default_factory=DiTConfig)
 
     def __post_init__(self) -> None:
         _require(self.inference_cfg_rate > 0, "decoder inference_cfg_rate must be > 0")
@@ -210,8 +210,8 @@ def load_flow_config(path: str | Path) -> FlowConfig:
     return parse_flow_yaml(text)
 
 
-# Keys that exist only in our dataclasses, never in the official YAML.
-_NOT_IN_YAML = {"noise_frames", "frequency_embedding_size", "timestep_scale", "conv_kernel_size"}
+# Keys that exist only in our dataclasses (or only as constructor defaults), never in the official YAML.
+_NOT_IN_YAML = {"noise_frames", "frequency_embedding_size", "timestep_scale", "conv_kernel_size", "activation_type"}
 
 
 def dump_flow_yaml(config: FlowConfig) -> str:
