@@ -11,6 +11,14 @@ chunk, and with fewer flow-matching steps (the quality knob).
     .venv/bin/python bench/token2wav.py [--dir /tmp/t2w_real] [--size real] [--threads N]
 
 RTF = seconds of compute / seconds of audio (< 1 is faster than real time).
+
+Measured 2026-11-25 on the shared 2-core dev machine (load 0.6-3), real size:
+offline RTF 2.32 -> 2.20 (1.05x; 1.5x under heavy load, where the fused
+elementwise path matters); first chunk 6.9 s -> 6.8 s cold, 1.6 s once the
+voice's stream start is cached (4.3x), 1.1 s with first_chunk=10 (6.4x);
+steady streaming RTF 2.05 -> 1.73 (1.19x), 0.87-1.0 with n_timesteps=5.
+Both sides are GEMM-bound at near machine peak, so a whole-utterance decode
+cannot get much faster without doing less work (fewer steps).
 """
 from __future__ import annotations
 
