@@ -103,6 +103,18 @@ class SpeakerDrain(threading.Thread):
                 time.sleep(max(0.0, t - time.perf_counter()))
             os.close(fd)
 
+    def wait_idle(self, quiet_s: float = 0.5, limit_s: float = 10.0) -> None:
+        """Until nothing new came out of the FIFO for `quiet_s`: on a loaded machine the
+        drain lags behind what PortAudio already wrote."""
+        end = time.perf_counter() + limit_s
+        last, since = len(self.chunks), time.perf_counter()
+        while time.perf_counter() < end:
+            time.sleep(0.05)
+            if len(self.chunks) != last:
+                last, since = len(self.chunks), time.perf_counter()
+            elif time.perf_counter() - since >= quiet_s:
+                return
+
     def audio(self) -> np.ndarray:
         raw = b"".join(self.chunks)
         return np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2").astype(np.float32) / 32768
@@ -169,7 +181,7 @@ def main() -> None:
     spk.start()
     result: dict = {}
     asyncio.run(scenario(name, mic, spk, result))
-    time.sleep(0.2)
+    spk.wait_idle()
     played = spk.audio()
     loud = np.flatnonzero(np.abs(played) > 0.05)
     result["speaker_samples"] = int(played.size)
