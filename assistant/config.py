@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Mapping
 
 from engine.errors import ConfigError
@@ -55,12 +58,12 @@ class GenerationConfig:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ConfigError("generation.max_new_tokens must be >= 1")
-        if self.temperature < 0:
-            raise ConfigError("generation.temperature must be >= 0")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError("generation.top_p must be in (0, 1]")
+        from engine.options import GenerationOptions
+
+        try:  # one set of rules: the engine's own options validate these values
+            GenerationOptions(**{f.name: getattr(self, f.name) for f in fields(self)})
+        except ValueError as e:
+            raise ConfigError(f"generation.{e}") from None
 
 
 @dataclass
