@@ -115,8 +115,18 @@ class Store:
         self._mutex = threading.RLock()  # one connection shared by this object's threads
         try:
             self._db = sqlite3.connect(str(self.db_path), isolation_level=None, check_same_thread=False, timeout=60)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            # Switching to WAL needs the database to itself and SQLite does not wait for
+            # that (no busy handler): do it under the writers' lock, where no other
+            # process is writing.
+            self._lock.acquire(timeout=self.config.lock_timeout_s)
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+            finally:
+                self._lock.release()
             self._db.execute("PRAGMA synchronous=NORMAL")
+        except Timeout:
+            raise StoreBusy(f"index {self.prefix} is locked by another stepvoice process "
+                            f"(waited {self.config.lock_timeout_s:.0f} s); try again when it finishes") from None
         except sqlite3.DatabaseError as e:
             raise StoreError(f"cannot open index database {self.db_path}: {e}") from e
         self._index: faiss.Index | None = None
