@@ -406,6 +406,12 @@ class Session:
                 text.append(event.text)
         return "".join(text)
 
+    async def prepare_speech(self) -> None:
+        """Prepare the current voice for speaking (prompt + token2wav stream start) before
+        the first reply, e.g. while the microphone waits for the user."""
+        if self.speech_out is not None:
+            await self.speech_out.warm()
+
     def voice_prompt(self, name: str | None = None) -> Any:
         """The token2wav prompt of `name` (default: the current voice), prepared now (it can take seconds:
         call it from a worker thread before the first spoken reply to avoid the wait then)."""

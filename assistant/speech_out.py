@@ -32,10 +32,39 @@ class SpeechOut:
         self.sample_rate = int(getattr(token2wav, "sample_rate", SAMPLE_RATE))
         self.error: str | None = None  # the latest synthesis failure, for the caller to report
         self._failed = False
+        self._warming: asyncio.Task | None = None
 
     def set_voice(self, name: str | None) -> None:
-        """Used from the next segment on (a segment in progress keeps its voice)."""
+        """Used from the next segment on (a segment in progress keeps its voice); its
+        stream start is prepared in the background when an event loop runs."""
         self.voice = name
+        self.warm_in_background()
+
+    async def warm(self) -> None:
+        """Prepare the current voice now: its prompt and token2wav's stream start (the
+        prompt through the flow: most of a cold first chunk's latency, seconds on a CPU),
+        so the next reply's first chunk does not pay for them."""
+        prompt = await asyncio.to_thread(self._voice_prompt, self.voice)
+        warm = getattr(self.token2wav, "warm", None)
+        if warm is not None:
+            await asyncio.to_thread(warm, prompt)
+
+    def warm_in_background(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a synchronous caller): the first segment prepares it
+        if self._warming is not None and not self._warming.done():
+            self._warming.cancel()  # only the newest voice matters (its thread still finishes)
+        self._warming = loop.create_task(self._warm_quietly())
+
+    async def _warm_quietly(self) -> None:
+        try:
+            await self.warm()
+        except asyncio.CancelledError:
+            pass
+        except Exception as e:  # the first segment will report it if it persists
+            log.warning("could not prepare voice %r ahead of time: %s", self.voice, e)
 
     async def push(self, codes: tuple[int, ...] | list[int]) -> AudioChunk | None:
         """PCM for `codes`. A synthesis failure mutes the rest of the segment (the text goes on) and is

@@ -312,3 +312,34 @@ def test_a_timed_out_tool_is_followed_by_a_spoken_answer_not_silence():
     assert sum(len(e.pcm) for e in after if isinstance(e, AudioChunk)) >= 20 * SAMPLES_PER_CODE
     fed, options = backend.requests[1]
     assert options.reply == "speech" and "timed out" in fed[-1].plain_text
+
+
+class WarmingToken2Wav(RecordingToken2Wav):
+    """Also records which voice prompts were warmed ahead of a reply."""
+
+    def __init__(self):
+        super().__init__()
+        self.warmed: list = []
+
+    def warm(self, voice):
+        self.warmed.append(voice)
+
+
+def test_the_voice_is_prepared_before_the_first_reply_and_again_after_a_switch():
+    t2w = WarmingToken2Wav()
+    backend = ScriptedBackend.from_data({"replies": [
+        {"text": "Switching", "tool_calls": [{"name": "timbre_rag", "arguments": {"query": "deep"}}]},
+        {"text": "Now deep.", "speech_codes": [1, 2, 3, 4]},
+    ]})
+    session = Session(backend, tools=load_registry(), voice_bank=TwoVoiceBank(), token2wav=t2w)
+
+    async def go():
+        await session.prepare_speech()
+        assert t2w.warmed == [0.25] and t2w.streams == []  # ready before anyone spoke
+        events = [e async for e in session.respond("a deeper voice please", reply="speech")]
+        await asyncio.sleep(0.05)  # the background warm-up of the new voice
+        return events
+
+    events = asyncio.run(go())
+    assert any(isinstance(e, VoiceChanged) and e.name == "deep" for e in events)
+    assert t2w.warmed[0] == 0.25 and 0.75 in t2w.warmed[1:]

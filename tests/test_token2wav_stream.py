@@ -134,3 +134,26 @@ def test_warm_caches_the_stream_start_per_voice(fake_token2wav, voices):
     assert np.array_equal(cold, warm)  # and gives the same audio
     t2w.stream(voices[1], n_timesteps=3)
     assert calls == [1]  # another step count is another start
+
+
+def test_a_stream_opened_while_warm_runs_waits_for_it_instead_of_computing_again(fake_token2wav, voices):
+    import threading
+    import time
+
+    t2w = Token2Wav.from_dir(fake_token2wav, seed=1)
+    calls = []
+    original = t2w.flow.setup_cache
+
+    def slow_setup(*a, **k):
+        calls.append(1)
+        time.sleep(0.3)  # long enough for the stream below to arrive meanwhile
+        return original(*a, **k)
+
+    t2w.flow.setup_cache = slow_setup
+    warming = threading.Thread(target=t2w.warm, args=(voices[0],))
+    warming.start()
+    time.sleep(0.05)
+    s = t2w.stream(voices[0])
+    warming.join()
+    assert calls == [1]
+    assert s.push(_codes(30, 2)).size > 0

@@ -109,9 +109,9 @@ async def _run(loop: Any, push_to_talk: bool) -> None:
     import asyncio
     import signal
 
-    # Prepare the voice prompt now, not on the first reply (it loads token2wav's front end: seconds).
-    if loop.session.token2wav is not None:
-        await asyncio.to_thread(loop.session.voice_prompt)
+    # Prepare the voice now, not on the first reply (token2wav's front end and the voice's
+    # stream start: seconds on a CPU).
+    await loop.session.prepare_speech()
 
     stop = asyncio.Event()
     running = asyncio.get_running_loop()

@@ -74,6 +74,7 @@ class Token2Wav:
         self.samples_per_frame = hift.cfg.samples_per_frame
         self._starts: OrderedDict[tuple, FlowCache] = OrderedDict()
         self._lock = threading.Lock()  # guards the stream-start cache
+        self._computing: dict[tuple, threading.Lock] = {}  # voices whose stream start is being computed
         self._preparer_lock = threading.Lock()
 
     @classmethod
@@ -149,16 +150,26 @@ class Token2Wav:
             if key in self._starts:
                 self._starts.move_to_end(key)
                 return self._starts[key]
-        lookahead = self.flow.pre_lookahead_len
-        # Stand-in look-ahead for the prompt's last codes: its first codes, repeated (official recipe).
-        reps = -(-lookahead // v.codes.shape[1])
-        tokens = torch.cat([v.codes, v.codes.repeat(1, reps)[:, :lookahead]], dim=1)
-        with torch.inference_mode():
-            start = self.flow.setup_cache(tokens, v.mel, v.speaker, key[1])
-        with self._lock:
-            self._starts[key] = start
-            while len(self._starts) > START_CACHE_VOICES:
-                self._starts.popitem(last=False)
+            key_lock = self._computing.setdefault(key, threading.Lock())
+        with key_lock:  # one computation per voice: a stream opened while warm() runs waits for it
+            with self._lock:
+                if key in self._starts:
+                    self._starts.move_to_end(key)
+                    return self._starts[key]
+            try:
+                lookahead = self.flow.pre_lookahead_len
+                # Stand-in look-ahead for the prompt's last codes: its first codes, repeated (official recipe).
+                reps = -(-lookahead // v.codes.shape[1])
+                tokens = torch.cat([v.codes, v.codes.repeat(1, reps)[:, :lookahead]], dim=1)
+                with torch.inference_mode():
+                    start = self.flow.setup_cache(tokens, v.mel, v.speaker, key[1])
+                with self._lock:
+                    self._starts[key] = start
+                    while len(self._starts) > START_CACHE_VOICES:
+                        self._starts.popitem(last=False)
+            finally:
+                with self._lock:
+                    self._computing.pop(key, None)
         return start
 
     def warm(self, voice: VoicePrompt, n_timesteps: int | None = None) -> None:
