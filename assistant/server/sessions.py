@@ -41,6 +41,8 @@ class AssistantSessions:
         )
         if previous is not None:
             session.history = list(previous.history)
+        if session.speech_out is not None:
+            session.speech_out.warm_in_background()  # the voice's stream start, before the first response
         return session
 
     def voices(self) -> list[str]:
