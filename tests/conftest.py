@@ -45,3 +45,18 @@ def fake_token2wav(tmp_path_factory):
     from engine.token2wav.fake import write_fake_token2wav
 
     return write_fake_token2wav(tmp_path_factory.mktemp("fake_t2w") / "token2wav", "tiny")
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    """An empty data dir and no user config or STEPVOICE_* settings from the machine; the
+    voice bank's starter voices are indexed with the fast hash embedder."""
+    import os
+
+    monkeypatch.setenv("STEPVOICE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for k in list(os.environ):
+        if k.startswith("STEPVOICE_") and k != "STEPVOICE_HOME":
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("STEPVOICE_TEXT_EMBEDDER", "hash")
+    return tmp_path / "home"

@@ -21,18 +21,6 @@ replies:
 """
 
 
-@pytest.fixture()
-def home(tmp_path, monkeypatch):
-    """An empty data dir and no user config, so nothing from the machine leaks in."""
-    monkeypatch.setenv("STEPVOICE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    for k in list(os.environ):
-        if k.startswith("STEPVOICE_") and k != "STEPVOICE_HOME":
-            monkeypatch.delenv(k)
-    monkeypatch.setenv("STEPVOICE_TEXT_EMBEDDER", "hash")  # the voice bank's starter voices index fast
-    return tmp_path / "home"
-
-
 def ask_json(capsys, *argv) -> dict:
     rc = main(["ask", *argv, "--json"])
     out = capsys.readouterr()

@@ -63,17 +63,6 @@ tasks:
 """
 
 
-@pytest.fixture()
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("STEPVOICE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    for k in list(os.environ):
-        if k.startswith("STEPVOICE_") and k != "STEPVOICE_HOME":
-            monkeypatch.delenv(k)
-    monkeypatch.setenv("STEPVOICE_TEXT_EMBEDDER", "hash")  # the voice bank's starter voices index fast
-    return tmp_path / "home"
-
-
 def read_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
