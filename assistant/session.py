@@ -36,6 +36,7 @@ from assistant.presets import ASR_PROMPT, Preset, preset
 from assistant.inputs import last_human_index, user_message
 from assistant.rag import Rag
 from assistant.speech_out import SpeechOut
+from assistant.voices import SessionVoices
 from assistant.tool_loop import LIMIT, NO_CLIENT_OUTPUT, ToolRunner, cancelled, client_tool_map, result
 from engine.errors import StepvoiceError
 from engine.events import (
@@ -100,12 +101,12 @@ class Session:
         preset(task, target_lang=target_lang)  # fail now on an unknown task or a missing target language
         self._history = History()
         self.rag = Rag(retriever, self.config.rag)
-        self.voice: str | None = voice or self.config.voice or _default_voice(voice_bank)
+        self.voices = SessionVoices(voice_bank, token2wav)
+        self.voice: str | None = voice or self.config.voice or self.voices.default()
         if voice or self.config.voice:
-            self._check_voice(self.voice)
+            self.voices.check(self.voice)
         self._voice_events: list[VoiceChanged] = []
-        self._voice_prompts: dict[str | None, Any] = {}
-        self.speech_out = SpeechOut(token2wav, self._voice_prompt, self.voice) if token2wav is not None else None
+        self.speech_out = SpeechOut(token2wav, self.voices.prompt, self.voice) if token2wav is not None else None
         self.tool_context = tool_context if tool_context is not None else self._make_tool_context()
         if self.tool_context is not None and getattr(self.tool_context, "on_voice_change", None) is None:
             self.tool_context.on_voice_change = self._on_voice_change
@@ -144,26 +145,11 @@ class Session:
 
     def set_voice(self, name: str | None, reason: str = "") -> VoiceChanged:
         """Switch the speaking voice (from the next spoken segment on)."""
-        self._check_voice(name)
+        self.voices.check(name)
         self.voice = name
         if self.speech_out is not None:
             self.speech_out.set_voice(name)
         return VoiceChanged(name or "default", reason)
-
-    def _check_voice(self, name: str | None) -> None:
-        if name is None:
-            return
-        if self.voice_bank is None:
-            if name != _default_voice(object()):
-                raise StepvoiceError(f"unknown voice {name!r}: there is no voice bank (add voices with "
-                                     "`stepvoice voices add`)")
-            return
-        try:
-            self.voice_bank.get(name)
-        except StepvoiceError:
-            raise
-        except (KeyError, LookupError, ValueError) as e:
-            raise StepvoiceError(f"unknown voice {name!r}") from e
 
     async def respond(
         self,
@@ -417,30 +403,7 @@ class Session:
         call it from a worker thread before the first spoken reply to avoid the wait then)."""
         if self.token2wav is None:
             raise StepvoiceError("no token2wav: this session does not synthesise speech")
-        return self._voice_prompt(self.voice if name is None else name)
-
-    def _voice_prompt(self, name: str | None) -> Any:
-        """The token2wav prompt of a voice (voice bank, else the default clip); cached per session."""
-        if name in self._voice_prompts:
-            return self._voice_prompts[name]
-        if self.voice_bank is not None and name is not None:
-            prompt = self.voice_bank.prompt(name)
-        else:
-            from engine.token2wav import default_voice_path
-
-            prompt = self.token2wav.prepare_voice(default_voice_path())
-        self._voice_prompts[name] = prompt
-        return prompt
-
-
-def _default_voice(voice_bank: Any) -> str | None:
-    if voice_bank is None:
-        return None
-    try:
-        from voice_bank import DEFAULT_VOICE
-    except ImportError:  # the contract's name for the s3tokenizer clip
-        return "default"
-    return DEFAULT_VOICE
+        return self.voices.prompt(self.voice if name is None else name)
 
 
 async def _aclose(stream: Any) -> None:
