@@ -21,10 +21,8 @@ import asyncio
 import json
 import math
 import os
-import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -53,20 +51,12 @@ def write_script(path: Path, replies: int, codes: int) -> None:
 
 
 def start_server(script: Path, token2wav: Path | None, home: Path) -> tuple[subprocess.Popen, int]:
+    from assistant.server.launch import spawn_server
+
     env = {**os.environ, "STEPVOICE_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     env.pop("STEPVOICE_TOKEN", None)
     speech = ["--token2wav", str(token2wav)] if token2wav else []
-    log = open(home.parent / "server.log", "w")  # a file, not a pipe: a full pipe would stall the server
-    proc = subprocess.Popen([sys.executable, "-m", "assistant", "serve", "--port", "0", "--no-tools",
-                             "--model", f"scripted:{script}", *speech],
-                            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-    log.close()  # the child holds its own copy
-    line = proc.stdout.readline()
-    m = re.search(r"ws://127\.0\.0\.1:(\d+)/v1/realtime", line)
-    if not m:
-        proc.kill()
-        raise SystemExit(f"server did not start: {line!r} {(home.parent / 'server.log').read_text()[-2000:]}")
-    return proc, int(m.group(1))
+    return spawn_server(["--no-tools", "--model", f"scripted:{script}", *speech], env, home.parent / "server.log")
 
 
 async def client(port: int, deadline: float, pause: float, stats: dict, first_type: str) -> None:

@@ -7,8 +7,6 @@ import base64
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -34,6 +32,7 @@ replies:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
+    from assistant.server.launch import spawn_server
     from engine.token2wav.fake import write_fake_token2wav
 
     tmp = tmp_path_factory.mktemp("serve")
@@ -41,17 +40,9 @@ def served(tmp_path_factory):
     write_fake_token2wav(tmp / "token2wav", "tiny")
     env = {**os.environ, "STEPVOICE_HOME": str(tmp / "home"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     env.pop("STEPVOICE_TOKEN", None)
-    log = open(tmp / "server.log", "w")  # a file, not a pipe: a full pipe would stall the server
-    proc = subprocess.Popen([sys.executable, "-m", "assistant", "serve", "--port", "0",
-                             "--model", f"scripted:{tmp / 'script.yaml'}", "--token2wav", str(tmp / "token2wav")],
-                            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-    log.close()  # the child holds its own copy
-    line = proc.stdout.readline()
-    m = re.search(r"ws://127\.0\.0\.1:(\d+)/v1/realtime", line)
-    if not m:
-        proc.kill()
-        raise AssertionError(f"serve did not start: {line!r} {(tmp / 'server.log').read_text()[-2000:]}")
-    yield int(m.group(1))
+    proc, port = spawn_server(["--model", f"scripted:{tmp / 'script.yaml'}", "--token2wav", str(tmp / "token2wav")],
+                              env, tmp / "server.log")
+    yield port
     proc.terminate()
     proc.wait(20)
 
