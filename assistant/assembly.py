@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from assistant.config import AssistantConfig
-from engine.errors import StepvoiceError
+from stepvoice.assistant.config import AssistantConfig
+from stepvoice.engine.errors import StepvoiceError
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,8 @@ def load_parts(cfg: AssistantConfig, *, tools: bool = True, tools_modules: Seque
                speech: bool = False, voices: bool = False, backend: Any = None) -> Parts:
     """The backend (from `cfg.model`), and the optional parts the settings ask for: token2wav and the
     voice bank when replies are spoken (`speech`) or a voice is named (`voices`)."""
-    from assistant.paths import data_dir
-    from engine.backends import load_backend
+    from stepvoice.assistant.paths import data_dir
+    from stepvoice.engine.backends import load_backend
 
     if backend is None:
         kwargs: dict[str, Any] = {"dtype": cfg.dtype}
@@ -42,7 +42,7 @@ def load_parts(cfg: AssistantConfig, *, tools: bool = True, tools_modules: Seque
         backend = load_backend(cfg.model, **kwargs)
     parts = Parts(backend)
     if tools and cfg.tool_loop.enabled:
-        from tools import load_registry
+        from stepvoice.tools import load_registry
 
         parts.tools = load_registry(cfg.tools, tools_modules=list(tools_modules))
     home = data_dir(cfg.data_dir)
@@ -61,7 +61,7 @@ def open_retriever(home: Path, notes: list[str]) -> Any:
     if not index.is_dir() or not any(index.glob("text*")):
         return None
     try:
-        from retrieval import Retriever
+        from stepvoice.retrieval import Retriever
 
         return Retriever.open(home)
     except Exception as e:  # retrieval is an aid: say why it is off and go on
@@ -90,7 +90,7 @@ def open_token2wav(cfg: AssistantConfig, backend: Any, notes: list[str]) -> Any:
         notes.append(f"no speech audio: token2wav folder not found: {folder}")
         return None
     try:
-        from engine.token2wav import Token2Wav
+        from stepvoice.engine.token2wav import Token2Wav
     except ImportError:
         notes.append("no speech audio: token2wav is not available in this installation")
         return None
@@ -102,7 +102,7 @@ def open_voice_bank(home: Path, token2wav: Any, notes: list[str], cfg: Assistant
                     backend: Any = None) -> Any:
     """The data dir's voice bank (voices prepared with `token2wav`), or None when voice_bank is missing."""
     try:
-        from voice_bank import VoiceBank, prompt_key_for
+        from stepvoice.voice_bank import VoiceBank, prompt_key_for
     except ImportError:
         return None
     prepare = token2wav.prepare_voice if token2wav is not None else None

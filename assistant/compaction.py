@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence
 
-from engine.messages import Audio, Message, Speech, Text
+from stepvoice.engine.messages import Audio, Message, Speech, Text
 
 TURN_OVERHEAD = 4  # <|BOT|> role \n ... <|EOT|>
 AUDIO_TOKENS_PER_SECOND = 12.5
@@ -165,7 +165,7 @@ def audio_tokens(n_samples: int, exact: bool = True) -> int:
 
 def _placeholders(n: int) -> int:
     try:
-        from engine.audio import placeholder_count
+        from stepvoice.engine.audio import placeholder_count
     except ImportError:  # engine.audio not importable: the published rate is close enough
         return math.ceil(n / SAMPLE_RATE * AUDIO_TOKENS_PER_SECOND)
     frames = (n + 479) // 160  # mel frames of the official recipe (479 samples right pad, last frame dropped)

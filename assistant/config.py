@@ -35,8 +35,8 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Mapping
 
-from engine.errors import ConfigError
-from tools.config import ToolsConfig
+from stepvoice.engine.errors import ConfigError
+from stepvoice.tools.config import ToolsConfig
 
 ENV_PREFIX = "STEPVOICE_"
 # Variables with the prefix that name a setting's word but are not settings (data_dir comes from STEPVOICE_HOME).
@@ -58,7 +58,7 @@ class GenerationConfig:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        from engine.options import GenerationOptions
+        from stepvoice.engine.options import GenerationOptions
 
         try:  # one set of rules: the engine's own options validate these values
             GenerationOptions(**{f.name: getattr(self, f.name) for f in fields(self)})
@@ -145,7 +145,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, A
 
     An explicitly named file that is missing is an error; the default one may be absent.
     """
-    from assistant.paths import config_file
+    from stepvoice.assistant.paths import config_file
 
     env = os.environ if env is None else env
     explicit = path or env.get("STEPVOICE_CONFIG")

@@ -19,7 +19,7 @@ from typing import Callable, Union
 
 import numpy as np
 
-from engine.errors import ConfigError
+from stepvoice.engine.errors import ConfigError
 
 SAMPLE_RATE = 16000
 FRAME = 512

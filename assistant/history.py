@@ -16,8 +16,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine.events import Event, SpeechCodes, TextDelta, ToolCall, TurnEnd
-from engine.messages import Message, Speech, Text
+from stepvoice.engine.events import Event, SpeechCodes, TextDelta, ToolCall, TurnEnd
+from stepvoice.engine.messages import Message, Speech, Text
 
 CODES_PER_SECOND = 25  # CosyVoice2 speech codes
 

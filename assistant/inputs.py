@@ -5,8 +5,8 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.errors import AudioError, StepvoiceError
-from engine.messages import Audio, Message, Text
+from stepvoice.engine.errors import AudioError, StepvoiceError
+from stepvoice.engine.messages import Audio, Message, Text
 
 
 def user_message(user_input: str | np.ndarray | Message) -> Message:

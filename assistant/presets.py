@@ -11,7 +11,7 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Literal
 
-from engine.errors import ConfigError
+from stepvoice.engine.errors import ConfigError
 
 TaskName = Literal["chat", "asr", "translate", "caption", "paralinguistic", "think"]
 TASKS: tuple[str, ...] = ("chat", "asr", "translate", "caption", "paralinguistic", "think")

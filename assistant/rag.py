@@ -16,8 +16,8 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from assistant.config import RagConfig
-from engine.messages import Audio, Message, Text
+from stepvoice.assistant.config import RagConfig
+from stepvoice.engine.messages import Audio, Message, Text
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ CONTEXT_FOOTER = "</context>"
 
 
 def neutralize(text: str) -> str:
-    from tools.sanitize import neutralize as _neutralize
+    from stepvoice.tools.sanitize import neutralize as _neutralize
 
     return _neutralize(text)
 
@@ -90,7 +90,7 @@ class Rag:
         if not path or Path(str(path)).suffix.lower() not in AUDIO_SUFFIXES or not Path(str(path)).is_file():
             return None
         try:
-            from engine.audio import load_audio
+            from stepvoice.engine.audio import load_audio
 
             return Audio(load_audio(str(path)), transcript=getattr(hit, "text", None) or None)
         except Exception as e:  # unreadable reference audio: the text is still useful

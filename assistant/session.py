@@ -29,21 +29,21 @@ from typing import Any, AsyncIterator, Iterable, Mapping
 
 import numpy as np
 
-from assistant.compaction import CompactionStats, CompactionTotals, TokenCounter, compact
-from assistant.config import AssistantConfig
-from assistant.history import History, ReplyRecord
-from assistant.presets import ASR_PROMPT, Preset, preset
-from assistant.inputs import last_human_index, user_message
-from assistant.rag import Rag
-from assistant.speech_out import SpeechOut
-from assistant.voices import SessionVoices
-from assistant.tool_loop import LIMIT, NO_CLIENT_OUTPUT, ToolRunner, cancelled, client_tool_map, result
-from engine.errors import StepvoiceError
-from engine.events import (
+from stepvoice.assistant.compaction import CompactionStats, CompactionTotals, TokenCounter, compact
+from stepvoice.assistant.config import AssistantConfig
+from stepvoice.assistant.history import History, ReplyRecord
+from stepvoice.assistant.presets import ASR_PROMPT, Preset, preset
+from stepvoice.assistant.inputs import last_human_index, user_message
+from stepvoice.assistant.rag import Rag
+from stepvoice.assistant.speech_out import SpeechOut
+from stepvoice.assistant.voices import SessionVoices
+from stepvoice.assistant.tool_loop import LIMIT, NO_CLIENT_OUTPUT, ToolRunner, cancelled, client_tool_map, result
+from stepvoice.engine.errors import StepvoiceError
+from stepvoice.engine.events import (
     Event, SpeechCodes, TextDelta, ToolCall, ToolResult, TurnEnd, Usage, VoiceChanged,
 )
-from engine.messages import Audio, Message, Text
-from engine.options import GenerationOptions
+from stepvoice.engine.messages import Audio, Message, Text
+from stepvoice.engine.options import GenerationOptions
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +340,7 @@ class Session:
     def _make_tool_context(self) -> Any:
         if self.tools is None:
             return None
-        from tools import ToolContext
+        from stepvoice.tools import ToolContext
 
         return ToolContext(config=self.config.tools, voice_bank=self.voice_bank, retriever=self.retriever,
                            on_voice_change=self._on_voice_change)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from engine.events import AudioChunk
+from stepvoice.engine.events import AudioChunk
 
 SAMPLE_RATE = 24000
 log = logging.getLogger(__name__)

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from assistant.config import AssistantConfig
-from assistant.session import Session
-from assistant.tasks import Expectation, Task, TaskFile, Turn
-from assistant.turn_result import TurnResult, event_record
-from engine.messages import Audio, Message, Text
+from stepvoice.assistant.config import AssistantConfig
+from stepvoice.assistant.session import Session
+from stepvoice.assistant.tasks import Expectation, Task, TaskFile, Turn
+from stepvoice.assistant.turn_result import TurnResult, event_record
+from stepvoice.engine.messages import Audio, Message, Text
 
 
 @dataclass
@@ -75,8 +75,8 @@ def slug(name: str) -> str:
 
 def tool_subset(registry: Any, names: tuple[str, ...]) -> Any:
     """A registry with only the named tools (unknown names are an error: the task file is wrong)."""
-    from engine.errors import ConfigError
-    from tools import ToolRegistry
+    from stepvoice.engine.errors import ConfigError
+    from stepvoice.tools import ToolRegistry
 
     missing = [n for n in names if registry is None or n not in registry]
     if missing:
@@ -164,7 +164,7 @@ class TaskRunner:
                        task=task.task, target_lang=task.target_lang)
 
     async def run_task(self, task: Task, log: Any) -> TaskReport:
-        from engine.errors import StepvoiceError
+        from stepvoice.engine.errors import StepvoiceError
 
         rep = TaskReport(task.name)
         start = time.perf_counter()
@@ -213,7 +213,7 @@ class TaskRunner:
         return result
 
     def read_audio(self, path: Path) -> Any:
-        from engine.audio import load_audio
+        from stepvoice.engine.audio import load_audio
 
         return load_audio(path)
 

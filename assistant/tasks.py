@@ -31,8 +31,8 @@ from typing import Any
 
 import yaml
 
-from assistant.presets import TASKS
-from engine.errors import ConfigError
+from stepvoice.assistant.presets import TASKS
+from stepvoice.engine.errors import ConfigError
 
 TASK_KEYS = {"name", "reply", "voice", "task", "target_lang", "tools", "turns", "expect"}
 TURN_KEYS = {"text", "audio", "expect"}

@@ -13,11 +13,11 @@ import asyncio
 import time
 from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 
-from assistant.config import ToolLoopConfig
-from assistant.rag import neutralize
-from engine.errors import StepvoiceError
-from engine.events import ToolCall, ToolResult
-from engine.messages import Message, Text
+from stepvoice.assistant.config import ToolLoopConfig
+from stepvoice.assistant.rag import neutralize
+from stepvoice.engine.errors import StepvoiceError
+from stepvoice.engine.events import ToolCall, ToolResult
+from stepvoice.engine.messages import Message, Text
 
 CANCELLED = "cancelled: the user interrupted before {name} finished; it gave no result."
 LIMIT = "not run: the limit of {n} tool round(s) per turn was reached. Answer with what you know."
@@ -93,7 +93,7 @@ class ToolRunner:
     async def run_one(self, call: ToolCall) -> ToolResult:
         if self.registry is None:
             return result(call, NO_TOOLS, False)
-        from tools import run
+        from stepvoice.tools import run
 
         limit = self.config.timeout_s
         start = time.perf_counter()

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from engine.messages import Audio, Message, Speech, Text
+from stepvoice.engine.messages import Audio, Message, Speech, Text
 
 
 def conversation_record(messages: Sequence[Message]) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.events import AudioChunk, Event, SpeechCodes, TextDelta, ToolCall, ToolResult, TurnEnd, VoiceChanged
+from stepvoice.engine.events import AudioChunk, Event, SpeechCodes, TextDelta, ToolCall, ToolResult, TurnEnd, VoiceChanged
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import AudioError, ConfigError
+from stepvoice.engine.errors import AudioError, ConfigError
 
 SAMPLE_RATE = 16000
 FRAME = 512  # samples per frame at 16 kHz (32 ms): the only size the 16 kHz model takes

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from assistant.audio_io.backend import AudioBackend, DeviceLost, EndOfInput, MicBlock
-from assistant.endpointing import EndpointConfig, Endpointer, SpeechEnd, SpeechStart
-from assistant.trace import TurnTrace
-from engine.errors import AudioError, StepvoiceError
-from engine.events import (AudioChunk, Interrupted, SpeechCodes, TextDelta, ToolCall, ToolResult, TurnEnd,
+from stepvoice.assistant.audio_io.backend import AudioBackend, DeviceLost, EndOfInput, MicBlock
+from stepvoice.assistant.endpointing import EndpointConfig, Endpointer, SpeechEnd, SpeechStart
+from stepvoice.assistant.trace import TurnTrace
+from stepvoice.engine.errors import AudioError, StepvoiceError
+from stepvoice.engine.events import (AudioChunk, Interrupted, SpeechCodes, TextDelta, ToolCall, ToolResult, TurnEnd,
                            VoiceChanged)
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class VoiceLoop:
         self.audio = audio
         self.config = config or VoiceLoopConfig()
         if vad is None:
-            from assistant.vad import SileroVAD
+            from stepvoice.assistant.vad import SileroVAD
 
             vad = SileroVAD()
         if self.config.push_to_talk:
@@ -82,7 +82,7 @@ class VoiceLoop:
         self.endpointer = Endpointer(vad_for_endpointer, self.config.endpoint)
         self.echo = None
         if self.config.echo_cancel:
-            from assistant.audio_io.echo import EchoCanceller
+            from stepvoice.assistant.audio_io.echo import EchoCanceller
 
             self.echo = EchoCanceller()
         self.out = out if out is not None else sys.stdout

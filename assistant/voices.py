@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.errors import StepvoiceError
-from voice_bank import DEFAULT_VOICE  # the s3tokenizer clip
+from stepvoice.engine.errors import StepvoiceError
+from stepvoice.voice_bank import DEFAULT_VOICE  # the s3tokenizer clip
 
 
 class SessionVoices:
@@ -41,7 +41,7 @@ class SessionVoices:
         if self.voice_bank is not None and name is not None:
             prompt = self.voice_bank.prompt(name)
         else:
-            from engine.token2wav import default_voice_path
+            from stepvoice.engine.token2wav import default_voice_path
 
             prompt = self.token2wav.prepare_voice(default_voice_path())
         self._prompts[name] = prompt

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import torch
 
-from engine.checkpoint import parse_device
-from engine.checkpoint_fake import fake_config
-from engine.config import StepAudio2Config
-from engine.generate import Generation, decode_one, prefill
-from engine.model import StepAudio2
-from engine.options import GenerationOptions
+from stepvoice.engine.checkpoint import parse_device
+from stepvoice.engine.checkpoint_fake import fake_config
+from stepvoice.engine.config import StepAudio2Config
+from stepvoice.engine.generate import Generation, decode_one, prefill
+from stepvoice.engine.model import StepAudio2
+from stepvoice.engine.options import GenerationOptions
 
 
 def preset_config(name: str) -> StepAudio2Config:
@@ -113,10 +113,10 @@ def per_token_ms(model, ids: list[int], n: int, options: dict[str, GenerationOpt
 def backend_overhead_ms(model, n: int, options: GenerationOptions) -> float:
     """Extra time per token of LocalBackend.generate (worker-thread hop + event
     decoding) over driving `Generation` directly, same prompt and sampling."""
-    from engine.backends.local import LocalBackend
-    from engine.messages import Message
-    from engine.prompt import build_prompt
-    from engine.tokenizer import load_tokenizer, write_fake_tokenizer
+    from stepvoice.engine.backends.local import LocalBackend
+    from stepvoice.engine.messages import Message
+    from stepvoice.engine.prompt import build_prompt
+    from stepvoice.engine.tokenizer import load_tokenizer, write_fake_tokenizer
 
     with tempfile.TemporaryDirectory() as d:
         write_fake_tokenizer(d)
@@ -156,7 +156,7 @@ def bandwidth_gbs(device: torch.device) -> float:
 def sampler_ms(vocab: int, options: GenerationOptions, peaked: bool, n: int = 20) -> float:
     """Median time of one sampling decision over `vocab` logits. Random weights give
     nearly flat logits (a huge nucleus); a trained model's are peaked."""
-    from engine.sampling import Sampler
+    from stepvoice.engine.sampling import Sampler
 
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(vocab, generator=g) * (1.0 if not peaked else 4.0)

@@ -44,12 +44,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=60)
     args = ap.parse_args()
 
-    from engine.audio import log_mel, mel_filters
-    from engine.messages import Audio, Message, Text
-    from engine.options import GenerationOptions
-    from engine.prompt import build_prompt, ta4_interleave
-    from engine.stream_decode import EventDecoder
-    from engine.tokenizer import load_tokenizer, write_fake_tokenizer
+    from stepvoice.engine.audio import log_mel, mel_filters
+    from stepvoice.engine.messages import Audio, Message, Text
+    from stepvoice.engine.options import GenerationOptions
+    from stepvoice.engine.prompt import build_prompt, ta4_interleave
+    from stepvoice.engine.stream_decode import EventDecoder
+    from stepvoice.engine.tokenizer import load_tokenizer, write_fake_tokenizer
 
     with tempfile.TemporaryDirectory() as d:
         write_fake_tokenizer(d)

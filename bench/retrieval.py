@@ -9,26 +9,18 @@
    from disk in a fresh bank), and find(description) + switch (timbre_rag's path).
 
 Goals: 1M p50 <= 5 ms with recall@10 >= 0.95; switch <= 10 ms.
-Usage: OMP_NUM_THREADS=2 python -m bench.retrieval [--sizes 100000,1000000] [--queries 200]
-(`python bench/retrieval.py` works too: this file's name would shadow the
-`retrieval` package on a script's path, so it re-runs itself as a module.)
+Usage: OMP_NUM_THREADS=2 python bench/retrieval.py [--sizes 100000,1000000] [--queries 200]
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+import tempfile
+import time
+from pathlib import Path
 
-if __name__ == "__main__" and not __package__:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    os.chdir(root)
-    os.execv(sys.executable, [sys.executable, "-m", "bench.retrieval", *sys.argv[1:]])
-
-import argparse  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 DIM = 384
 
@@ -54,7 +46,7 @@ def pct(ms: list[float], q: float) -> float:
 def bench_index(n: int, n_queries: int, nprobe: int) -> dict:
     import faiss
 
-    from retrieval.faiss_index import build_index, nlist_for
+    from stepvoice.retrieval.faiss_index import build_index, nlist_for
 
     data, _ = clustered(n, DIM, n_clusters=max(100, n // 1000), seed=n)
     queries, _ = clustered(n_queries, DIM, n_clusters=max(100, n // 1000), seed=n)  # same centres (same seed)
@@ -97,7 +89,7 @@ def bench_index(n: int, n_queries: int, nprobe: int) -> dict:
 
 def bench_store(n: int, n_queries: int) -> dict:
     """The product path: Store.add in batches (SQLite + FAISS), then Store.search (sync check + rows)."""
-    from retrieval.store import NewItem, Store
+    from stepvoice.retrieval.store import NewItem, Store
 
     data, _ = clustered(n, DIM, n_clusters=max(100, n // 1000), seed=7)
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,7 +116,7 @@ def bench_store(n: int, n_queries: int) -> dict:
 
 
 def bench_ingest(n_files: int, embedder: str | None = None) -> dict:
-    from retrieval import Retriever
+    from stepvoice.retrieval import Retriever
 
     words = ("river mountain coffee router battery passport bread garden violin market weather train "
              "北京 上海 天气 咖啡 路由器 火车 花园 市场").split()
@@ -146,8 +138,8 @@ def bench_ingest(n_files: int, embedder: str | None = None) -> dict:
 
 
 def bench_switch(rounds: int) -> dict:
-    from engine.token2wav import VoicePrompt
-    from voice_bank import VoiceBank
+    from stepvoice.engine.token2wav import VoicePrompt
+    from stepvoice.voice_bank import VoiceBank
 
     def prepare(samples: np.ndarray) -> VoicePrompt:  # a 10 s prompt's real shapes: 250 codes, 500 x 80 mel
         rng = np.random.default_rng(len(samples))

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/serve_load.py [--sessions 20] [--seconds 300] [--pause 2.0] [--codes 25] [--no-speech]
 
-Starts the real server (`python -m assistant serve`) with the scripted engine
+Starts the real server (`python -m stepvoice serve`) with the scripted engine
 and a token2wav folder (default: the fake `tiny` one, written to a temp dir;
 `--token2wav DIR` for another), then runs N clients at once. Each client
 configures audio in and out, and loops: 1 s of PCM16 24 kHz input in 100 ms
@@ -51,7 +51,7 @@ def write_script(path: Path, replies: int, codes: int) -> None:
 
 
 def start_server(script: Path, token2wav: Path | None, home: Path) -> tuple[subprocess.Popen, int]:
-    from assistant.server.launch import spawn_server
+    from stepvoice.assistant.server.launch import spawn_server
 
     env = {**os.environ, "STEPVOICE_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     env.pop("STEPVOICE_TOKEN", None)
@@ -124,7 +124,7 @@ def run(sessions: int = 20, seconds: float = 300, pause: float = 2.0, codes: int
         tmp = Path(tmp)
         t2w = Path(token2wav) if token2wav else None
         if t2w is None and speech:
-            from engine.token2wav.fake import write_fake_token2wav
+            from stepvoice.engine.token2wav.fake import write_fake_token2wav
 
             t2w = write_fake_token2wav(tmp / "token2wav", "tiny")
         write_script(tmp / "script.yaml", replies=int(seconds / max(pause, 0.05)) + 20, codes=codes)

@@ -23,11 +23,11 @@ import time
 
 import numpy as np
 
-from assistant.config import AssistantConfig, ContextConfig
-from assistant.session import Session
-from engine.backends.scripted import ScriptedBackend, ScriptedReply
-from engine.messages import Audio, Message
-from engine.tokenizer import load_tokenizer, write_fake_tokenizer
+from stepvoice.assistant.config import AssistantConfig, ContextConfig
+from stepvoice.assistant.session import Session
+from stepvoice.engine.backends.scripted import ScriptedBackend, ScriptedReply
+from stepvoice.engine.messages import Audio, Message
+from stepvoice.engine.tokenizer import load_tokenizer, write_fake_tokenizer
 
 WORDS = ("the weather in paris is mild today with a light breeze from the west and some clouds later "
          "so take a jacket if you go out this evening").split()

@@ -54,10 +54,10 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     sys.path.insert(0, str(ROOT / "tests"))  # the reference driver lives with the tests
 
-    from engine.audio import load_audio
-    from engine.token2wav import Token2Wav, default_voice_path
-    from engine.token2wav.check import check_token2wav
-    from engine.token2wav.fake import write_fake_token2wav
+    from stepvoice.engine.audio import load_audio
+    from stepvoice.engine.token2wav import Token2Wav, default_voice_path
+    from stepvoice.engine.token2wav.check import check_token2wav
+    from stepvoice.engine.token2wav.fake import write_fake_token2wav
     import token2wav_reference as ref
 
     folder = Path(args.dir) / args.size

@@ -14,8 +14,8 @@ import argparse
 import asyncio
 import time
 
-from engine.events import ToolCall
-from tools import ToolContext, ToolRegistry, run, run_many, tool
+from stepvoice.engine.events import ToolCall
+from stepvoice.tools import ToolContext, ToolRegistry, run, run_many, tool
 
 
 @tool

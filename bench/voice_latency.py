@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.audio_io.inprocess import InProcessAudio
-from assistant.endpointing import EndpointConfig
-from assistant.session import Session
-from assistant.vad import FRAME, SileroVAD
-from assistant.voice_loop import VoiceLoop, VoiceLoopConfig
-from engine.backends.scripted import ScriptedBackend
+from stepvoice.assistant.audio_io.inprocess import InProcessAudio
+from stepvoice.assistant.endpointing import EndpointConfig
+from stepvoice.assistant.session import Session
+from stepvoice.assistant.vad import FRAME, SileroVAD
+from stepvoice.assistant.voice_loop import VoiceLoop, VoiceLoopConfig
+from stepvoice.engine.backends.scripted import ScriptedBackend
 
 SENTENCES = ["What is the weather like today?", "Tell me a joke.", "How far is the moon?",
              "Play some music please.", "What time is it in Tokyo?"]
@@ -134,14 +134,14 @@ def main() -> None:
     first_pcm = table("scripted engine, zero-time synthesis", loop)
     print(f"\npipeline overhead, end of speech (endpoint) -> first PCM: median {first_pcm:.1f} ms (goal <= 50 ms)")
     if args.token2wav:
-        from engine.token2wav import Token2Wav
+        from stepvoice.engine.token2wav import Token2Wav
 
         t2w = Token2Wav.from_dir(args.token2wav)
         loop = asyncio.run(run_turns(args.turns + 1, args.speed, args.silence_ms, t2w))
         table(f"scripted engine, Token2Wav {args.token2wav}", loop)
     if args.model:
-        from engine.backends import load_backend
-        from engine.token2wav import Token2Wav
+        from stepvoice.engine.backends import load_backend
+        from stepvoice.engine.token2wav import Token2Wav
 
         kwargs = {"device": args.device} if args.device else {}
         backend = load_backend(str(args.model), **kwargs)

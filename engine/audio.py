@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import AudioError
-from engine.mel import HOP, RIGHT_PAD, log_mel, mel_filters, mel_frames, placeholder_count
+from stepvoice.engine.errors import AudioError
+from stepvoice.engine.mel import HOP, RIGHT_PAD, log_mel, mel_filters, mel_frames, placeholder_count
 
 SAMPLE_RATE = 16000
 PIECE_SECONDS = 25

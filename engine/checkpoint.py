@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from engine.config import StepAudio2Config
-from engine.errors import CheckpointError, ConfigError
+from stepvoice.engine.config import StepAudio2Config
+from stepvoice.engine.errors import CheckpointError, ConfigError
 
 DEFAULT_MODEL = "stepfun-ai/Step-Audio-2-mini"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -97,7 +97,7 @@ def read_config(directory: Path) -> StepAudio2Config:
 
 def build_meta(config: StepAudio2Config):
     """The full architecture with no storage (meta device): names and shapes only."""
-    from engine.model import StepAudio2
+    from stepvoice.engine.model import StepAudio2
 
     with torch.device("meta"):
         return StepAudio2(config)
@@ -150,7 +150,7 @@ def parse_device(device: str | torch.device | None) -> torch.device:
 def load_model(directory: str | os.PathLike, device: str | torch.device | None = None,
                dtype: str | torch.dtype | None = None):
     """A ready StepAudio2 in eval mode, weights read shard by shard into `dtype` on `device`."""
-    from engine.weights import load_into
+    from stepvoice.engine.weights import load_into
 
     directory = Path(directory)
     config = read_config(directory)
@@ -163,8 +163,8 @@ def load_model(directory: str | os.PathLike, device: str | torch.device | None =
     return model.eval()
 
 
-from engine.checkpoint_check import CheckReport, check  # noqa: E402  (re-exported)
-from engine.checkpoint_fake import fake  # noqa: E402
+from stepvoice.engine.checkpoint_check import CheckReport, check  # noqa: E402  (re-exported)
+from stepvoice.engine.checkpoint_fake import fake  # noqa: E402
 
 __all__ = ["DEFAULT_MODEL", "resolve", "download", "read_config", "params", "build_meta", "load_model",
            "check", "CheckReport", "fake", "default_device", "parse_dtype", "parse_device"]

@@ -9,7 +9,7 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.errors import CheckpointError, ConfigError
+from stepvoice.engine.errors import CheckpointError, ConfigError
 
 
 @dataclass
@@ -51,7 +51,7 @@ def check(directory: str | Path) -> CheckReport:
 
 
 def _check_config(directory: Path, report: CheckReport):
-    from engine.config import StepAudio2Config
+    from stepvoice.engine.config import StepAudio2Config
 
     file = directory / "config.json"
     if not file.is_file():
@@ -65,8 +65,8 @@ def _check_config(directory: Path, report: CheckReport):
 
 
 def _check_tensors(directory: Path, config, report: CheckReport) -> None:
-    from engine.checkpoint import params
-    from engine.weights import read_index, shard_shapes
+    from stepvoice.engine.checkpoint import params
+    from stepvoice.engine.weights import read_index, shard_shapes
 
     try:
         weight_map = read_index(directory)
@@ -122,7 +122,7 @@ def _check_tokenizer(directory: Path, config, report: CheckReport) -> None:
             if not (directory / name).is_file():
                 report.problems.append(f"missing {name} (and no tokenizer.json)")
     try:
-        tokenizer_module = importlib.import_module("engine.tokenizer")
+        tokenizer_module = importlib.import_module("stepvoice.engine.tokenizer")
     except ImportError:
         report.notes.append("engine.tokenizer not available: special tokens not checked")
         return
@@ -141,7 +141,7 @@ def _check_tokenizer(directory: Path, config, report: CheckReport) -> None:
 
 def _check_token2wav(directory: Path, report: CheckReport) -> None:
     try:
-        t2w_check = importlib.import_module("engine.token2wav.check")
+        t2w_check = importlib.import_module("stepvoice.engine.token2wav.check")
     except ImportError:
         report.notes.append("engine.token2wav not available: token2wav/ not checked")
         return

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from engine.config import AudioEncoderConfig, StepAudio2Config, TextConfig
-from engine.errors import CheckpointError
+from stepvoice.engine.config import AudioEncoderConfig, StepAudio2Config, TextConfig
+from stepvoice.engine.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def fake_config(size: str = "tiny") -> StepAudio2Config:
 def random_weights(config: StepAudio2Config, seed: int = 0, dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
     """Deterministic random tensors for every checkpoint key: weights ~ N(0, 0.02),
     biases ~ N(0, 0.02), norm scales ~ 1 + N(0, 0.02)."""
-    from engine.checkpoint import params
+    from stepvoice.engine.checkpoint import params
 
     gen = torch.Generator().manual_seed(seed)
     out: dict[str, torch.Tensor] = {}
@@ -67,7 +67,7 @@ def random_weights(config: StepAudio2Config, seed: int = 0, dtype: torch.dtype =
 def fake(directory: str | Path, size: str = "tiny", *, seed: int = 0, n_shards: int | None = None,
          token2wav: bool = True) -> Path:
     """Write a fake checkpoint into `directory` (created; existing files overwritten)."""
-    from engine.weights import save_shards
+    from stepvoice.engine.weights import save_shards
 
     config = fake_config(size)
     directory = Path(directory)
@@ -86,7 +86,7 @@ def fake(directory: str | Path, size: str = "tiny", *, seed: int = 0, n_shards: 
 
 def _write_tokenizer(directory: Path) -> None:
     try:
-        tokenizer = importlib.import_module("engine.tokenizer")
+        tokenizer = importlib.import_module("stepvoice.engine.tokenizer")
         write = tokenizer.write_fake_tokenizer
     except (ImportError, AttributeError):
         raise CheckpointError("engine.tokenizer.write_fake_tokenizer is not available: cannot write tokenizer files") from None
@@ -95,7 +95,7 @@ def _write_tokenizer(directory: Path) -> None:
 
 def _write_token2wav(directory: Path, size: str) -> None:
     try:
-        module = importlib.import_module("engine.token2wav.fake")
+        module = importlib.import_module("stepvoice.engine.token2wav.fake")
         write = module.write_fake_token2wav
     except (ImportError, AttributeError):
         log.info("engine.token2wav.fake not available: no token2wav/ written")

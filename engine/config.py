@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError
+from stepvoice.engine.errors import ConfigError
 
 MODEL_TYPE = "step_audio_2"
 

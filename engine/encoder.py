@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import AudioEncoderConfig
+from stepvoice.engine.config import AudioEncoderConfig
 
 
 class LayerNorm(nn.LayerNorm):

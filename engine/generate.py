@@ -12,8 +12,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
-from engine.options import GenerationOptions
-from engine.sampling import Sampler
+from stepvoice.engine.options import GenerationOptions
+from stepvoice.engine.sampling import Sampler
 
 
 @torch.inference_mode()

@@ -13,9 +13,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from engine.config import StepAudio2Config
-from engine.encoder import Adapter, AudioEncoder
-from engine.mel import placeholder_count
+from stepvoice.engine.config import StepAudio2Config
+from stepvoice.engine.encoder import Adapter, AudioEncoder
+from stepvoice.engine.mel import placeholder_count
 
 
 def _cache_kwarg() -> str:
@@ -50,7 +50,7 @@ class StepAudio2(nn.Module):
         """An empty KV cache for one generation (the caller owns it): reserved for
         `capacity` positions, or transformers' growing DynamicCache without one."""
         if capacity:
-            from engine.kv_cache import new_kv_cache
+            from stepvoice.engine.kv_cache import new_kv_cache
 
             return new_kv_cache(self.qwen2_config, capacity)
         from transformers import DynamicCache

@@ -27,11 +27,11 @@ from typing import Any, Sequence, Union
 import numpy as np
 import torch
 
-from engine.audio import SAMPLE_RATE, check_samples, log_mel, placeholder_count, split_pieces
-from engine.errors import AudioError, StepvoiceError
-from engine.messages import Audio, Message, Speech, Text
-from engine.options import GenerationOptions
-from engine.tokenizer import (
+from stepvoice.engine.audio import SAMPLE_RATE, check_samples, log_mel, placeholder_count, split_pieces
+from stepvoice.engine.errors import AudioError, StepvoiceError
+from stepvoice.engine.messages import Audio, Message, Speech, Text
+from stepvoice.engine.options import GenerationOptions
+from stepvoice.engine.tokenizer import (
     BOT, EOT, THINK_END, THINK_START, TTS_START, StepTokenizer,
 )
 

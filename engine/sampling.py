@@ -10,7 +10,7 @@ from typing import Iterable
 
 import torch
 
-from engine.options import GenerationOptions
+from stepvoice.engine.options import GenerationOptions
 
 
 class Sampler:

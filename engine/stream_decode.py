@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from engine.events import EngineEvent, SpeechCodes, TextDelta, ToolCall
-from engine.tokenizer import THINK_END, THINK_START, StepTokenizer
-from engine.toolcall import CLOSE, OPEN, parse_call, parse_tool_calls, scan_call_end
+from stepvoice.engine.events import EngineEvent, SpeechCodes, TextDelta, ToolCall
+from stepvoice.engine.tokenizer import THINK_END, THINK_START, StepTokenizer
+from stepvoice.engine.toolcall import CLOSE, OPEN, parse_call, parse_tool_calls, scan_call_end
 
 TA4_GROUP = 4
 MAX_PENDING_IDS = 8  # a character spans at most 4 bytes; give up waiting after this many ids

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from engine.errors import CheckpointError
+from stepvoice.engine.errors import CheckpointError
 
 # Names of the tokens the engine needs (their ids come from the files).
 BOT = "<|BOT|>"
@@ -267,7 +267,7 @@ def load_tokenizer(checkpoint_dir: str | Path) -> StepTokenizer:
 
 def write_fake_tokenizer(directory: str | Path) -> None:
     """Write small Qwen2-style tokenizer files with every Step-Audio 2 special token at its real id."""
-    from engine.tokenizer_fake import write_fake_tokenizer as _write
+    from stepvoice.engine.tokenizer_fake import write_fake_tokenizer as _write
 
     _write(Path(directory))
 

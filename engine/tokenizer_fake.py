@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.tokenizer import N_SPEECH_CODES, audio_token, qwen2_tokenizer_json
+from stepvoice.engine.tokenizer import N_SPEECH_CODES, audio_token, qwen2_tokenizer_json
 
 QWEN25_ADDED = [
     ("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True),

@@ -16,7 +16,7 @@ import json
 import re
 from typing import Any
 
-from engine.events import ToolCall
+from stepvoice.engine.events import ToolCall
 
 OPEN = "<tool_call>"
 CLOSE = "</tool_call>"

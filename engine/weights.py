@@ -15,7 +15,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from engine.errors import CheckpointError
+from stepvoice.engine.errors import CheckpointError
 
 INDEX_FILE = "model.safetensors.index.json"
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
-from engine.errors import AudioError, StepvoiceError
+from stepvoice.engine.errors import AudioError, StepvoiceError
 
 TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
@@ -155,7 +155,7 @@ def read_clip(path: Path, max_s: float) -> np.ndarray:
     seconds = info.frames / info.samplerate if info.samplerate else 0.0
     if seconds > max_s:
         raise IngestError(f"{path}: audio is {_hms(seconds)} long; clips over {_hms(max_s)} are not indexed (split it first)")
-    from engine.audio import load_audio
+    from stepvoice.engine.audio import load_audio
 
     try:
         samples = load_audio(path)

@@ -15,10 +15,10 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from retrieval.ingest import ChunkingConfig, Document, IngestError, collect_files, item_hash, read_document
-from retrieval.speaker_embedder import SpeakerEmbedder, load_speaker_embedder
-from retrieval.store import NewItem, Store, StoreConfig
-from retrieval.text_embedder import TextEmbedder, load_text_embedder
+from stepvoice.retrieval.ingest import ChunkingConfig, Document, IngestError, collect_files, item_hash, read_document
+from stepvoice.retrieval.speaker_embedder import SpeakerEmbedder, load_speaker_embedder
+from stepvoice.retrieval.store import NewItem, Store, StoreConfig
+from stepvoice.retrieval.text_embedder import TextEmbedder, load_text_embedder
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ class Retriever:
 
 
 def _chunks(text: str, cfg: ChunkingConfig) -> list[str]:
-    from retrieval.ingest import chunk_text
+    from stepvoice.retrieval.ingest import chunk_text
 
     return chunk_text(text, cfg.size, cfg.overlap)
 

@@ -18,8 +18,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from engine.errors import AudioError, ConfigError
-from retrieval.text_embedder import normalise
+from stepvoice.engine.errors import AudioError, ConfigError
+from stepvoice.retrieval.text_embedder import normalise
 
 SAMPLE_RATE = 16000
 
@@ -60,7 +60,7 @@ class DVectorEmbedder:
     def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
         import torch
 
-        from engine.mel import mel_filters  # (engine.mel imports torch: keep it out of `import retrieval`)
+        from stepvoice.engine.mel import mel_filters  # (engine.mel imports torch: keep it out of `import retrieval`)
 
         path = Path(weights) if weights else _resemblyzer_weights()
         state = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -153,7 +153,7 @@ class CampPlusEmbedder:
         self.dim = int(self._session.get_outputs()[0].shape[-1])
 
     def embed(self, samples: np.ndarray) -> np.ndarray:
-        from engine.token2wav.features import speaker_fbank  # the recipe token2wav itself uses
+        from stepvoice.engine.token2wav.features import speaker_fbank  # the recipe token2wav itself uses
 
         feats = speaker_fbank(_check_speech(samples, 0.3))
         out = self._session.run(None, {self._input: feats[None]})[0]

@@ -32,8 +32,8 @@ import faiss
 import numpy as np
 from filelock import FileLock, Timeout
 
-from engine.errors import ConfigError, StepvoiceError
-from retrieval.faiss_index import build_index, is_approximate
+from stepvoice.engine.errors import ConfigError, StepvoiceError
+from stepvoice.retrieval.faiss_index import build_index, is_approximate
 
 log = logging.getLogger(__name__)
 

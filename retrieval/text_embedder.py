@@ -21,7 +21,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from engine.errors import ConfigError
+from stepvoice.engine.errors import ConfigError
 
 DEFAULT_TEXT_EMBEDDER = "e5"
 

@@ -121,10 +121,10 @@ class SpeakerDrain(threading.Thread):
 
 
 async def scenario(name: str, mic: MicFeeder, spk: SpeakerDrain, result: dict) -> None:
-    from assistant.audio_io.portaudio import SoundDeviceAudio
-    from assistant.endpointing import EndpointConfig
-    from assistant.voice_loop import VoiceLoop, VoiceLoopConfig
-    from engine.errors import AudioError
+    from stepvoice.assistant.audio_io.portaudio import SoundDeviceAudio
+    from stepvoice.assistant.endpointing import EndpointConfig
+    from stepvoice.assistant.voice_loop import VoiceLoop, VoiceLoopConfig
+    from stepvoice.engine.errors import AudioError
     from voice_loop_support import espeak, make_session, silence
 
     codes = list(range(300, 350))  # 2 s reply

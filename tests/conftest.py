@@ -8,7 +8,7 @@ import pytest
 def fake_checkpoint(tmp_path_factory):
     """A tiny fake Step-Audio 2 checkpoint in the official layout (written once per session).
     Tests must not modify it: copy it first (see tests/test_checkpoint_check.py)."""
-    from engine.checkpoint import fake
+    from stepvoice.engine.checkpoint import fake
 
     return fake(tmp_path_factory.mktemp("fake_ckpt") / "Step-Audio-2-mini", "tiny")
 
@@ -42,7 +42,7 @@ def espeak_wav(tmp_path_factory):
 def fake_token2wav(tmp_path_factory):
     """A tiny fake token2wav/ folder (flow.yaml, flow.pt, hift.pt, two small ONNX files), written
     once per session; read-only for tests (copy it to corrupt or change it)."""
-    from engine.token2wav.fake import write_fake_token2wav
+    from stepvoice.engine.token2wav.fake import write_fake_token2wav
 
     return write_fake_token2wav(tmp_path_factory.mktemp("fake_t2w") / "token2wav", "tiny")
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.backends.scripted import ScriptedBackend
-from engine.events import AudioChunk, SpeechCodes, TextDelta, ToolCall, ToolResult, TurnEnd
-from engine.messages import Message, Speech, Text
-from engine.options import GenerationOptions
+from stepvoice.engine.backends.scripted import ScriptedBackend
+from stepvoice.engine.events import AudioChunk, SpeechCodes, TextDelta, ToolCall, ToolResult, TurnEnd
+from stepvoice.engine.messages import Message, Speech, Text
+from stepvoice.engine.options import GenerationOptions
 
 SAMPLES_PER_CODE = 960  # 25 codes per second at 24 kHz
 
@@ -127,7 +127,7 @@ class LoopbackServer:
     """A RealtimeServer on 127.0.0.1 in its own event-loop thread (so sync clients can talk to it)."""
 
     def __init__(self, factory, config=None, vad_factory=None):
-        from assistant.server.app import RealtimeServer, ServerConfig
+        from stepvoice.assistant.server.app import RealtimeServer, ServerConfig
 
         self.loop = asyncio.new_event_loop()
         self.server = RealtimeServer(factory, config or ServerConfig(port=0), vad_factory=vad_factory)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from assistant.cli import main
+from stepvoice.assistant.cli import main
 
 SCRIPT = """
 replies:
@@ -29,11 +29,11 @@ def ask_json(capsys, *argv) -> dict:
 
 
 def test_fake_checkpoint_answers_with_tools_declared_and_exact_prompt_ids(fake_checkpoint, home, tmp_path, capsys):
-    from engine.messages import Message
-    from engine.options import GenerationOptions
-    from engine.prompt import build_prompt
-    from engine.tokenizer import load_tokenizer
-    from tools import load_registry
+    from stepvoice.engine.messages import Message
+    from stepvoice.engine.options import GenerationOptions
+    from stepvoice.engine.prompt import build_prompt
+    from stepvoice.engine.tokenizer import load_tokenizer
+    from stepvoice.tools import load_registry
 
     out_wav = tmp_path / "answer.wav"
     data = ask_json(capsys, "--model", str(fake_checkpoint), "--text", "What's the weather in Paris?",
@@ -43,7 +43,7 @@ def test_fake_checkpoint_answers_with_tools_declared_and_exact_prompt_ids(fake_c
     assert all(tok.code_of(i) is None or tok.code_of(i) in data["speech_codes"] or i == tok.audio_pad_id
                for i in data["token_ids"])
     # The prompt is exactly: system, tool declarations, the question, opened for a spoken reply.
-    from assistant.session import Session
+    from stepvoice.assistant.session import Session
 
     probe = Session(None, tools=load_registry())
     system = probe._system_prompt(probe._preset("speech"), "speech")
@@ -91,7 +91,7 @@ def test_plain_output_and_no_tools(home, tmp_path, capsys):
 
 
 def test_asr_task_uses_the_official_prompt_and_greedy_sampling(home, tmp_path, capsys, monkeypatch):
-    from engine.backends import scripted
+    from stepvoice.engine.backends import scripted
 
     seen = []
     original = scripted.ScriptedBackend.generate
@@ -116,7 +116,7 @@ def test_asr_task_uses_the_official_prompt_and_greedy_sampling(home, tmp_path, c
 def run_cli(*argv, env_extra=None, cwd=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEPVOICE_")}
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "assistant", *argv], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "stepvoice", *argv], capture_output=True, text=True, env=env,
                           timeout=300, cwd=cwd)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.audio import load_audio, log_mel, mel_filters, placeholder_count, split_pieces
+from stepvoice.engine.audio import load_audio, log_mel, mel_filters, placeholder_count, split_pieces
 
 S3_ASSETS = Path(importlib.util.find_spec("s3tokenizer").origin).parent / "assets"
 

@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from assistant.audio_io import devices as dev
-from assistant.audio_io.devices import Device
-from engine.errors import AudioError
+from stepvoice.assistant.audio_io import devices as dev
+from stepvoice.assistant.audio_io.devices import Device
+from stepvoice.engine.errors import AudioError
 
 FAKE = [
     Device(0, "HDA Intel PCH: ALC892 Analog (hw:0,0)", "ALSA", 2, 8, 44100.0),

@@ -6,8 +6,8 @@ import threading
 import numpy as np
 import pytest
 
-from assistant.audio_io.playback import PlaybackQueue
-from engine.errors import AudioError
+from stepvoice.assistant.audio_io.playback import PlaybackQueue
+from stepvoice.engine.errors import AudioError
 from voice_loop_support import tone
 
 

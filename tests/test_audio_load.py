@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.audio import MIN_PIECE_SAMPLES, load_audio, split_pieces
-from engine.errors import AudioError, StepvoiceError
+from stepvoice.engine.audio import MIN_PIECE_SAMPLES, load_audio, split_pieces
+from stepvoice.engine.errors import AudioError, StepvoiceError
 
 
 def tone(freq: float, sr: int, seconds: float = 1.0) -> np.ndarray:

@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from assistant.cli import main
-from engine.checkpoint import check, load_model, resolve
-from engine.errors import CheckpointError
+from stepvoice.assistant.cli import main
+from stepvoice.engine.checkpoint import check, load_model, resolve
+from stepvoice.engine.errors import CheckpointError
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ def test_resolve_specs(fake_checkpoint, tmp_path, monkeypatch):
 
 
 def test_token2wav_folder_is_checked(broken, capsys):
-    pytest.importorskip("engine.token2wav.check")
+    pytest.importorskip("stepvoice.engine.token2wav.check")
     (broken / "token2wav" / "flow.pt").unlink()
     _fails_naming(broken, capsys, "token2wav", "flow.pt")
 
@@ -167,8 +167,8 @@ def test_cli_download_offline_is_one_line(tmp_path, monkeypatch, capsys):
 def test_device_and_dtype_errors():
     import torch
 
-    from engine.checkpoint import parse_device, parse_dtype
-    from engine.errors import ConfigError
+    from stepvoice.engine.checkpoint import parse_device, parse_dtype
+    from stepvoice.engine.errors import ConfigError
 
     assert parse_dtype(None, torch.device("cpu"), 1000) == torch.float32
     assert parse_dtype(None, torch.device("cpu"), 8_300_000_000) == torch.bfloat16

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.cli import main
+from stepvoice.assistant.cli import main
 
 REAL_CONFIG = Path(__file__).parent / "fixtures" / "step_audio_2_mini_config.json"
 

@@ -9,8 +9,8 @@ import tomllib
 
 import pytest
 
-from assistant.config import AssistantConfig, load_config, to_toml
-from engine.errors import ConfigError
+from stepvoice.assistant.config import AssistantConfig, load_config, to_toml
+from stepvoice.engine.errors import ConfigError
 
 TOML = """
 model = "scripted:replies.yaml"
@@ -110,7 +110,7 @@ def test_config_show_cli(tmp_path):
     f.write_text(TOML)
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEPVOICE_")}
     env["STEPVOICE_RAG__MODE"] = "off"
-    out = subprocess.run([sys.executable, "-m", "assistant", "config", "show", "--json", "--config", str(f),
+    out = subprocess.run([sys.executable, "-m", "stepvoice", "config", "show", "--json", "--config", str(f),
                           "--device", "cpu"], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
@@ -118,7 +118,7 @@ def test_config_show_cli(tmp_path):
     assert data["settings"]["tools"]["weather"]["units"] == "imperial"
     bad = tmp_path / "bad.toml"
     bad.write_text("reply = 'shout'")
-    out = subprocess.run([sys.executable, "-m", "assistant", "config", "show", "--config", str(bad)],
+    out = subprocess.run([sys.executable, "-m", "stepvoice", "config", "show", "--config", str(bad)],
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 1 and out.stderr.startswith("error: ") and out.stderr.count("\n") == 1
     assert "Traceback" not in out.stderr

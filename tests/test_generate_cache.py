@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.checkpoint import load_model
-from engine.generate import Generation
-from engine.options import GenerationOptions
+from stepvoice.engine.checkpoint import load_model
+from stepvoice.engine.generate import Generation
+from stepvoice.engine.options import GenerationOptions
 
 A_START, A_END, PATCH = 151688, 151689, 151690
 
@@ -99,8 +99,8 @@ def test_append_continues_like_one_long_prompt(model):
 def test_preallocated_cache_grows_and_matches_dynamic_cache(model):
     """A reservation too small for the generation grows without changing a logit,
     and equals transformers' DynamicCache."""
-    from engine.generate import decode_one, prefill
-    from engine.kv_cache import KVCache
+    from stepvoice.engine.generate import decode_one, prefill
+    from stepvoice.engine.kv_cache import KVCache
 
     ids, mels, starts = audio_prompt()
     small, dynamic = model.new_cache(4), model.new_cache()

@@ -7,13 +7,13 @@ import copy
 import numpy as np
 import pytest
 
-from engine.backends import load_backend
-from engine.backends.local import LocalBackend
-from engine.errors import AudioError, StepvoiceError
-from engine.events import TextDelta, TurnEnd
-from engine.generate import Generation
-from engine.messages import Audio, Message, Text
-from engine.options import GenerationOptions
+from stepvoice.engine.backends import load_backend
+from stepvoice.engine.backends.local import LocalBackend
+from stepvoice.engine.errors import AudioError, StepvoiceError
+from stepvoice.engine.events import TextDelta, TurnEnd
+from stepvoice.engine.generate import Generation
+from stepvoice.engine.messages import Audio, Message, Text
+from stepvoice.engine.options import GenerationOptions
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ GREEDY = GenerationOptions(max_new_tokens=12, temperature=0, repetition_penalty=
 
 
 def reference_ids(backend, messages, options, n) -> list[int]:
-    from engine.prompt import build_prompt
+    from stepvoice.engine.prompt import build_prompt
 
     p = build_prompt(messages, backend.tokenizer, options)
     gen = Generation(backend.model, p.ids, p.mels, p.audio_starts, options)
@@ -57,7 +57,7 @@ def test_events_end_with_one_turn_end_and_match_generation(backend):
     end = ends[0]
     assert end.reason == "length" and end.usage.completion_tokens == 12
     assert list(end.token_ids) == reference_ids(backend, HELLO, GREEDY, 12)
-    from engine.prompt import build_prompt
+    from stepvoice.engine.prompt import build_prompt
 
     assert backend.last_prompt_ids == build_prompt(HELLO, backend.tokenizer, GREEDY).ids
     assert end.usage.prompt_tokens == len(backend.last_prompt_ids)
@@ -119,7 +119,7 @@ def test_audio_input_reaches_the_model(backend):
     assert backend.tokenizer.audio_patch_id in backend.last_prompt_ids
     assert list(end.token_ids) == reference_ids(backend, with_audio, GREEDY, 12)
     # The audio itself (not only its placeholder count) changes what the model computes.
-    from engine.prompt import build_prompt
+    from stepvoice.engine.prompt import build_prompt
 
     silent = [HELLO[0], Message("human", [Audio(np.zeros_like(samples) + 1e-3)])]
     first_logits = []
@@ -147,7 +147,7 @@ def test_think_flow_resumes_into_speech(backend):
     assert got[: first + 1] == ids[: first + 1]
     assert got[first + 1 : first + 1 + len(resume)] == resume
     # What follows equals a fresh generation over prompt + thought + resume ids.
-    from engine.prompt import build_prompt
+    from stepvoice.engine.prompt import build_prompt
 
     p = build_prompt(HELLO, tok, opts)
     ref = Generation(b.model, p.ids + got[: first + 1 + len(resume)], options=opts)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.options import GenerationOptions
-from engine.sampling import Sampler, candidates
+from stepvoice.engine.options import GenerationOptions
+from stepvoice.engine.sampling import Sampler, candidates
 
 
 def opts(**kw) -> GenerationOptions:

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from engine.checkpoint import load_model
+from stepvoice.engine.checkpoint import load_model
 
 
 @pytest.fixture(scope="module")

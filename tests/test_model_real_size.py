@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoint import build_meta, check, fake, load_model
-from engine.config import StepAudio2Config
-from engine.generate import Generation
-from engine.options import GenerationOptions
+from stepvoice.engine.checkpoint import build_meta, check, fake, load_model
+from stepvoice.engine.config import StepAudio2Config
+from stepvoice.engine.generate import Generation
+from stepvoice.engine.options import GenerationOptions
 
 REAL_CONFIG = Path(__file__).parent / "fixtures" / "step_audio_2_mini_config.json"
 

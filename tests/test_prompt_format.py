@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from engine.audio import load_audio, log_mel
-from engine.errors import AudioError, StepvoiceError
-from engine.messages import Audio, Message, Speech, Text
-from engine.options import GenerationOptions
-from engine.prompt import (
+from stepvoice.engine.audio import load_audio, log_mel
+from stepvoice.engine.errors import AudioError, StepvoiceError
+from stepvoice.engine.messages import Audio, Message, Speech, Text
+from stepvoice.engine.options import GenerationOptions
+from stepvoice.engine.prompt import (
     PromptError, build_prompt, speech_history_ids, ta4_interleave, think_continuation, tool_schemas_message,
 )
-from engine.tokenizer import load_tokenizer, write_fake_tokenizer
+from stepvoice.engine.tokenizer import load_tokenizer, write_fake_tokenizer
 
 TEXT = GenerationOptions(reply="text")
 SPEECH = GenerationOptions(reply="speech")

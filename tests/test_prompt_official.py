@@ -18,11 +18,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from engine.audio import load_audio
-from engine.messages import Audio, Message, Speech, Text
-from engine.options import GenerationOptions
-from engine.prompt import build_prompt
-from engine.tokenizer import load_tokenizer, write_fake_tokenizer
+from stepvoice.engine.audio import load_audio
+from stepvoice.engine.messages import Audio, Message, Speech, Text
+from stepvoice.engine.options import GenerationOptions
+from stepvoice.engine.prompt import build_prompt
+from stepvoice.engine.tokenizer import load_tokenizer, write_fake_tokenizer
 
 S3_ASSETS = Path(importlib.util.find_spec("s3tokenizer").origin).parent / "assets"
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from assistant.cli import main
+from stepvoice.assistant.cli import main
 
 
 @pytest.fixture

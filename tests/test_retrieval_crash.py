@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from retrieval import Retriever
-from retrieval.ingest import ChunkingConfig
+from stepvoice.retrieval import Retriever
+from stepvoice.retrieval.ingest import ChunkingConfig
 
 INGEST = (
     "import sys\n"
@@ -130,7 +130,7 @@ def test_crash_points_inside_one_write(tmp_path, point, monkeypatch):
     """An exception at either side of the SQLite commit leaves old-or-new, and the next open agrees."""
     import numpy as np
 
-    from retrieval.store import NewItem, Store
+    from stepvoice.retrieval.store import NewItem, Store
 
     s = Store(tmp_path / "s", 8, "e")
     v = np.eye(8, dtype=np.float32)

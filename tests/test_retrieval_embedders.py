@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.errors import AudioError, ConfigError
-from retrieval.speaker_embedder import CampPlusEmbedder, DVectorEmbedder, load_speaker_embedder
-from retrieval.text_embedder import E5Embedder, HashEmbedder, load_text_embedder
+from stepvoice.engine.errors import AudioError, ConfigError
+from stepvoice.retrieval.speaker_embedder import CampPlusEmbedder, DVectorEmbedder, load_speaker_embedder
+from stepvoice.retrieval.text_embedder import E5Embedder, HashEmbedder, load_text_embedder
 
 
 def test_e5_is_default_normalised_and_batch_independent():
@@ -65,8 +65,8 @@ def test_dvector_rejects_bad_audio():
 
 
 def test_dvector_is_loudness_and_length_robust():
-    from voice_bank.starter import S3_CLIPS, s3tokenizer_asset
-    from engine.audio import load_audio
+    from stepvoice.voice_bank.starter import S3_CLIPS, s3tokenizer_asset
+    from stepvoice.engine.audio import load_audio
 
     e = DVectorEmbedder()
     x = load_audio(s3tokenizer_asset(S3_CLIPS[0]))
@@ -77,8 +77,8 @@ def test_dvector_is_loudness_and_length_robust():
 
 
 def test_campplus_from_checkpoint_matches_token2wav(tmp_path):
-    from engine.token2wav.fake import write_fake_token2wav
-    from engine.token2wav.voice import VoicePreparer
+    from stepvoice.engine.token2wav.fake import write_fake_token2wav
+    from stepvoice.engine.token2wav.voice import VoicePreparer
 
     folder = write_fake_token2wav(tmp_path / "ckpt" / "token2wav")
     e = load_speaker_embedder(checkpoint=tmp_path / "ckpt")  # campplus is preferred when present

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from retrieval import IngestError, Retriever, chunk_text
-from retrieval.ingest import ChunkingConfig
+from stepvoice.retrieval import IngestError, Retriever, chunk_text
+from stepvoice.retrieval.ingest import ChunkingConfig
 
 
 def make_pdf(path, lines):
@@ -125,7 +125,7 @@ def test_audio_clip_with_transcript(tmp_path):
         assert hit.kind == "transcript" and hit.path.endswith("hello.wav")
         probe = tmp_path / "probe.wav"
         espeak(probe, "Some new words spoken in the same voice as before.")
-        from engine.audio import load_audio
+        from stepvoice.engine.audio import load_audio
 
         assert r.search(load_audio(probe), k=1)[0].source.endswith("hello.wav")
 

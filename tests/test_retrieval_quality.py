@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval import Retriever
-from retrieval.text_embedder import load_text_embedder
+from stepvoice.retrieval import Retriever
+from stepvoice.retrieval.text_embedder import load_text_embedder
 from retrieval_corpus import PASSAGES, QUERIES
 
 

@@ -6,8 +6,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-from engine.errors import ConfigError
-from retrieval.store import NewItem, Store, StoreBusy, StoreConfig
+from stepvoice.engine.errors import ConfigError
+from stepvoice.retrieval.store import NewItem, Store, StoreBusy, StoreConfig
 
 
 def unit(rng, n, d=16):
@@ -153,7 +153,7 @@ def test_unreadable_database_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_real_size_ivf_store_recall(tmp_path):
     """200k clustered 384-d rows through the store (IVF above the default threshold) vs exact search."""
-    from retrieval.faiss_index import build_index
+    from stepvoice.retrieval.faiss_index import build_index
 
     rng = np.random.default_rng(3)
     centres = unit(rng, 200, d=384)

@@ -9,10 +9,10 @@ import sys
 import pytest
 import soundfile as sf
 
-from assistant.cli import main
-from assistant.task_runner import matches
-from assistant.tasks import load_tasks
-from engine.errors import ConfigError
+from stepvoice.assistant.cli import main
+from stepvoice.assistant.task_runner import matches
+from stepvoice.assistant.tasks import load_tasks
+from stepvoice.engine.errors import ConfigError
 
 REPLIES = """
 replies:
@@ -112,8 +112,8 @@ def test_all_expectations_met_exits_zero(home, tmp_path, capsys):
 
 
 def test_audio_turns_reach_the_model_as_audio(home, tmp_path, capsys, espeak_wav, monkeypatch):
-    from engine.backends import scripted
-    from engine.messages import Audio
+    from stepvoice.engine.backends import scripted
+    from stepvoice.engine.messages import Audio
 
     seen = []
     original = scripted.ScriptedBackend.generate
@@ -175,7 +175,7 @@ def test_malformed_file_through_the_cli_is_one_line(tmp_path):
     f = tmp_path / "t.yaml"
     f.write_text("tasks:\n  - turns: [hi\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEPVOICE_")}
-    r = subprocess.run([sys.executable, "-m", "assistant", "run", str(f)], capture_output=True, text=True, env=env,
+    r = subprocess.run([sys.executable, "-m", "stepvoice", "run", str(f)], capture_output=True, text=True, env=env,
                        timeout=120)
     assert r.returncode == 1 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
     assert f"{f}:3:1: malformed YAML" in r.stderr

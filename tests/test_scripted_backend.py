@@ -2,11 +2,11 @@ import asyncio
 
 import pytest
 
-from engine.backends.scripted import ScriptedBackend
-from engine.errors import ConfigError
-from engine.events import SpeechCodes, TextDelta, ToolCall, TurnEnd
-from engine.messages import Message
-from engine.options import GenerationOptions
+from stepvoice.engine.backends.scripted import ScriptedBackend
+from stepvoice.engine.errors import ConfigError
+from stepvoice.engine.events import SpeechCodes, TextDelta, ToolCall, TurnEnd
+from stepvoice.engine.messages import Message
+from stepvoice.engine.options import GenerationOptions
 
 
 async def collect(backend, cancel=None):

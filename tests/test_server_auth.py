@@ -13,9 +13,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from assistant.server.app import ServerConfig
-from assistant.server.auth import authorized, check_bind, is_loopback
-from engine.errors import ConfigError
+from stepvoice.assistant.server.app import ServerConfig
+from stepvoice.assistant.server.auth import authorized, check_bind, is_loopback
+from stepvoice.engine.errors import ConfigError
 from server_support import FakeFactory, LoopbackServer
 
 
@@ -89,7 +89,7 @@ def test_cli_refuses_a_public_address_without_a_token(tmp_path):
     env.pop("STEPVOICE_TOKEN", None)
     script = tmp_path / "s.yaml"
     script.write_text("replies: [hi]\n")
-    out = subprocess.run([sys.executable, "-m", "assistant", "serve", "--host", "0.0.0.0", "--port", "0",
+    out = subprocess.run([sys.executable, "-m", "stepvoice", "serve", "--host", "0.0.0.0", "--port", "0",
                           "--model", f"scripted:{script}", "--no-tools"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 1

@@ -32,8 +32,8 @@ replies:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from assistant.server.launch import spawn_server
-    from engine.token2wav.fake import write_fake_token2wav
+    from stepvoice.assistant.server.launch import spawn_server
+    from stepvoice.engine.token2wav.fake import write_fake_token2wav
 
     tmp = tmp_path_factory.mktemp("serve")
     (tmp / "script.yaml").write_text(SCRIPT)
@@ -111,9 +111,9 @@ def test_served_session_speaks_runs_tools_and_truncates(served):
 
 
 def test_token2wav_comes_from_the_flag_or_the_checkpoint(fake_checkpoint, tmp_path):
-    from assistant.cli.serve import _token2wav, _token2wav_folder
-    from assistant.config import AssistantConfig
-    from engine.errors import ConfigError
+    from stepvoice.assistant.cli.serve import _token2wav, _token2wav_folder
+    from stepvoice.assistant.config import AssistantConfig
+    from stepvoice.engine.errors import ConfigError
 
     if not (fake_checkpoint / "token2wav").is_dir():
         pytest.skip("the fake checkpoint has no token2wav folder yet")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 
-from assistant.server.app import ServerConfig
-from assistant.server.realtime import Limits
+from stepvoice.assistant.server.app import ServerConfig
+from stepvoice.assistant.server.realtime import Limits
 from server_support import FakeFactory, LoopbackServer, pcm16_b64
 
 
@@ -129,7 +129,7 @@ def test_second_response_while_one_runs_is_refused_and_cancel_works():
 
 
 def test_failures_inside_the_server_become_error_events():
-    from engine.errors import StepvoiceError
+    from stepvoice.engine.errors import StepvoiceError
 
     class Broken(FakeFactory):
         def build(self, settings, previous):

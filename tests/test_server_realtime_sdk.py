@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 openai = pytest.importorskip("openai")
 from openai.types.realtime import RealtimeServerEvent  # noqa: E402
 
-from engine.messages import Audio, Message, Text  # noqa: E402
+from stepvoice.engine.messages import Audio, Message, Text  # noqa: E402
 from server_support import FakeFactory, LoopbackServer, SAMPLES_PER_CODE, pcm16_b64  # noqa: E402
 
 EVENT = TypeAdapter(RealtimeServerEvent)

@@ -10,7 +10,7 @@ import soundfile as sf
 import soxr
 from websockets.asyncio.client import connect
 
-from assistant.server.app import silero_endpointer
+from stepvoice.assistant.server.app import silero_endpointer
 from server_support import FakeFactory, LoopbackServer, pcm16_b64
 
 

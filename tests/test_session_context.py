@@ -6,16 +6,16 @@ import asyncio
 import numpy as np
 import pytest
 
-from assistant.compaction import TokenCounter, compact
-from assistant.config import AssistantConfig, ContextConfig
-from assistant.presets import ASR_PROMPT
-from assistant.session import Session
-from engine.backends.scripted import ScriptedBackend
-from engine.events import TextDelta, TurnEnd, Usage
-from engine.messages import Audio, Message, Speech, Text
-from engine.options import GenerationOptions
-from engine.prompt import build_prompt
-from engine.tokenizer import load_tokenizer, write_fake_tokenizer
+from stepvoice.assistant.compaction import TokenCounter, compact
+from stepvoice.assistant.config import AssistantConfig, ContextConfig
+from stepvoice.assistant.presets import ASR_PROMPT
+from stepvoice.assistant.session import Session
+from stepvoice.engine.backends.scripted import ScriptedBackend
+from stepvoice.engine.events import TextDelta, TurnEnd, Usage
+from stepvoice.engine.messages import Audio, Message, Speech, Text
+from stepvoice.engine.options import GenerationOptions
+from stepvoice.engine.prompt import build_prompt
+from stepvoice.engine.tokenizer import load_tokenizer, write_fake_tokenizer
 
 SR = 16000
 

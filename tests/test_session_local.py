@@ -5,14 +5,14 @@ import asyncio
 
 import pytest
 
-from assistant.config import AssistantConfig
-from assistant.session import Session
-from engine.messages import Speech
+from stepvoice.assistant.config import AssistantConfig
+from stepvoice.assistant.session import Session
+from stepvoice.engine.messages import Speech
 
 
 @pytest.fixture(scope="module")
 def local(fake_checkpoint):
-    from engine.backends.local import LocalBackend
+    from stepvoice.engine.backends.local import LocalBackend
 
     return LocalBackend.from_spec(str(fake_checkpoint), device="cpu")
 

@@ -7,12 +7,12 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from assistant.config import AssistantConfig
-from assistant.presets import chat_system_prompt, preset
-from assistant.session import Session
-from engine.backends.scripted import ScriptedBackend
-from engine.errors import ConfigError
-from tools import load_registry
+from stepvoice.assistant.config import AssistantConfig
+from stepvoice.assistant.presets import chat_system_prompt, preset
+from stepvoice.assistant.session import Session
+from stepvoice.engine.backends.scripted import ScriptedBackend
+from stepvoice.engine.errors import ConfigError
+from stepvoice.tools import load_registry
 
 
 def run(session, user_input, **kw):

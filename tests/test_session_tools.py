@@ -8,15 +8,15 @@ import time
 import httpx
 import pytest
 
-from assistant.config import AssistantConfig, ToolLoopConfig
-from assistant.session import Session
-from engine.backends.scripted import ScriptedBackend
-from engine.events import TextDelta, ToolCall, ToolResult, TurnEnd
-from engine.messages import Text
-from engine.options import GenerationOptions
-from engine.prompt import build_prompt
-from engine.tokenizer import load_tokenizer, write_fake_tokenizer
-from tools import ToolContext, ToolRegistry, load_registry, tool
+from stepvoice.assistant.config import AssistantConfig, ToolLoopConfig
+from stepvoice.assistant.session import Session
+from stepvoice.engine.backends.scripted import ScriptedBackend
+from stepvoice.engine.events import TextDelta, ToolCall, ToolResult, TurnEnd
+from stepvoice.engine.messages import Text
+from stepvoice.engine.options import GenerationOptions
+from stepvoice.engine.prompt import build_prompt
+from stepvoice.engine.tokenizer import load_tokenizer, write_fake_tokenizer
+from stepvoice.tools import ToolContext, ToolRegistry, load_registry, tool
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from assistant.history import History, ReplyRecord
-from assistant.session import Session
-from engine.backends.scripted import ScriptedBackend
-from engine.events import AudioChunk, SpeechCodes, TextDelta, ToolResult, TurnEnd, VoiceChanged
-from engine.messages import Speech
-from engine.prompt import ta4_interleave
-from engine.tokenizer import load_tokenizer, write_fake_tokenizer
-from tools import load_registry
+from stepvoice.assistant.history import History, ReplyRecord
+from stepvoice.assistant.session import Session
+from stepvoice.engine.backends.scripted import ScriptedBackend
+from stepvoice.engine.events import AudioChunk, SpeechCodes, TextDelta, ToolResult, TurnEnd, VoiceChanged
+from stepvoice.engine.messages import Speech
+from stepvoice.engine.prompt import ta4_interleave
+from stepvoice.engine.tokenizer import load_tokenizer, write_fake_tokenizer
+from stepvoice.tools import load_registry
 
 SAMPLES_PER_CODE = 960  # 24 kHz / 25 codes per second
 
@@ -194,7 +194,7 @@ def test_truncate_on_raw_ids_cuts_after_the_last_heard_code(tmp_path):
 
 def test_bad_audio_input_is_refused_with_one_clear_error():
     session = Session(ScriptedBackend.from_data({"replies": ["x"]}))
-    from engine.errors import AudioError
+    from stepvoice.engine.errors import AudioError
 
     for bad, words in [(np.zeros(0, np.float32), "empty"), (np.array([0.0, np.nan], np.float32), "NaN"),
                        (np.zeros((2, 10), np.float32), "mono")]:
@@ -287,7 +287,7 @@ def test_think_replies_keep_the_spoken_answer_but_not_the_thought():
 
 
 def test_a_timed_out_tool_is_followed_by_a_spoken_answer_not_silence():
-    from tools import ToolRegistry, tool
+    from stepvoice.tools import ToolRegistry, tool
 
     @tool(timeout=0.1)
     async def get_weather(location: str) -> str:

@@ -6,21 +6,21 @@ import asyncio
 import numpy as np
 import pytest
 
-from assistant.session import Session
-from engine.backends.scripted import ScriptedBackend
-from engine.events import AudioChunk, VoiceChanged
-from tools import load_registry
+from stepvoice.assistant.session import Session
+from stepvoice.engine.backends.scripted import ScriptedBackend
+from stepvoice.engine.events import AudioChunk, VoiceChanged
+from stepvoice.tools import load_registry
 
 
 @pytest.fixture(scope="module")
 def token2wav(fake_checkpoint):
-    from engine.token2wav import Token2Wav
+    from stepvoice.engine.token2wav import Token2Wav
 
     return Token2Wav.from_dir(fake_checkpoint / "token2wav")
 
 
 def test_timbre_rag_with_the_real_bank_and_token2wav(tmp_path, fake_checkpoint, token2wav, espeak_wav):
-    from voice_bank import VoiceBank
+    from stepvoice.voice_bank import VoiceBank
 
     bank = VoiceBank.open(tmp_path, prepare=token2wav.prepare_voice, text_embedder="hash", checkpoint=fake_checkpoint,
                           starter=False)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.events import SpeechCodes, TextDelta, ToolCall
-from engine.prompt import ta4_interleave
-from engine.stream_decode import EventDecoder, decode_all
-from engine.tokenizer import load_tokenizer, write_fake_tokenizer
+from stepvoice.engine.events import SpeechCodes, TextDelta, ToolCall
+from stepvoice.engine.prompt import ta4_interleave
+from stepvoice.engine.stream_decode import EventDecoder, decode_all
+from stepvoice.engine.tokenizer import load_tokenizer, write_fake_tokenizer
 
 
 @pytest.fixture(scope="module")

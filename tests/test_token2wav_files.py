@@ -8,11 +8,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from engine.errors import CheckpointError
-from engine.token2wav import SpeechCodeError, Token2Wav, VoicePrompt, default_voice_path
-from engine.token2wav.check import check_token2wav
-from engine.token2wav.config import FlowConfig, dump_flow_yaml, parse_flow_yaml
-from engine.token2wav.fake import flow_config
+from stepvoice.engine.errors import CheckpointError
+from stepvoice.engine.token2wav import SpeechCodeError, Token2Wav, VoicePrompt, default_voice_path
+from stepvoice.engine.token2wav.check import check_token2wav
+from stepvoice.engine.token2wav.config import FlowConfig, dump_flow_yaml, parse_flow_yaml
+from stepvoice.engine.token2wav.fake import flow_config
 
 # The official file's layout and values (reference §5 and the public ports that read it).
 OFFICIAL_FLOW_YAML = """\

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine.audio import load_audio
-from engine.token2wav import Token2Wav, default_voice_path
-from engine.token2wav.config import FlowConfig, HiFTConfig
-from engine.token2wav.fake import write_fake_token2wav
-from engine.token2wav.flow import CausalMaskedDiffWithXvec
-from engine.token2wav.hift import HiFTGenerator
+from stepvoice.engine.audio import load_audio
+from stepvoice.engine.token2wav import Token2Wav, default_voice_path
+from stepvoice.engine.token2wav.config import FlowConfig, HiFTConfig
+from stepvoice.engine.token2wav.fake import write_fake_token2wav
+from stepvoice.engine.token2wav.flow import CausalMaskedDiffWithXvec
+from stepvoice.engine.token2wav.hift import HiFTGenerator
 
 import token2wav_reference as ref  # test-side driver of the reference modules (skips without them)
 

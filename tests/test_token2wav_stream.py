@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.errors import StepvoiceError
-from engine.token2wav import SAMPLE_RATE, SpeechCodeError, Token2Wav, default_voice_path
-from engine.token2wav.stream import MEL_OVERLAP
+from stepvoice.engine.errors import StepvoiceError
+from stepvoice.engine.token2wav import SAMPLE_RATE, SpeechCodeError, Token2Wav, default_voice_path
+from stepvoice.engine.token2wav.stream import MEL_OVERLAP
 
 SAMPLES_PER_CODE = SAMPLE_RATE // 25
 HELD_BACK = MEL_OVERLAP * 480  # the cross-fade tail a chunk keeps until the next one

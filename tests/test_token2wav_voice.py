@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.errors import AudioError
-from engine.token2wav import Token2Wav, VoicePrompt, default_voice_path
-from engine.token2wav import features
-from engine.token2wav.voice import MAX_SECONDS
+from stepvoice.engine.errors import AudioError
+from stepvoice.engine.token2wav import Token2Wav, VoicePrompt, default_voice_path
+from stepvoice.engine.token2wav import features
+from stepvoice.engine.token2wav.voice import MAX_SECONDS
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from engine.errors import CheckpointError
-from engine.tokenizer import StepTokenizer, load_tokenizer, write_fake_tokenizer
+from stepvoice.engine.errors import CheckpointError
+from stepvoice.engine.tokenizer import StepTokenizer, load_tokenizer, write_fake_tokenizer
 
 PUBLISHED = {  # ids published by StepFun (reference §3)
     "<audio_start>": 151688, "<audio_end>": 151689, "<audio_patch>": 151690,

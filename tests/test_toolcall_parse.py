@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.events import ToolCall
-from engine.toolcall import CLOSE, OPEN, format_tool_call, parse_tool_calls, scan_call_end
+from stepvoice.engine.events import ToolCall
+from stepvoice.engine.toolcall import CLOSE, OPEN, format_tool_call, parse_tool_calls, scan_call_end
 
 
 def call(name, args_json):

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine.events import ToolCall
-from tools import ToolContext, ToolsConfig, load_registry, run
-from tools.builtins.places import timezone_of
-from tools.config import SearchConfig, WeatherConfig
+from stepvoice.engine.events import ToolCall
+from stepvoice.tools import ToolContext, ToolsConfig, load_registry, run
+from stepvoice.tools.builtins.places import timezone_of
+from stepvoice.tools.config import SearchConfig, WeatherConfig
 from tools_fake_services import ddg_server, open_meteo_server
 
 NOW = datetime(2026, 11, 25, 17, 30, tzinfo=timezone.utc)  # a Wednesday

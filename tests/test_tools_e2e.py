@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 
-from engine.backends.scripted import ScriptedBackend
-from engine.events import TextDelta, ToolCall, TurnEnd
-from engine.messages import Message, Text
-from engine.options import GenerationOptions
-from tools import ToolContext, ToolsConfig, load_registry, run_many
-from tools.config import WeatherConfig
+from stepvoice.engine.backends.scripted import ScriptedBackend
+from stepvoice.engine.events import TextDelta, ToolCall, TurnEnd
+from stepvoice.engine.messages import Message, Text
+from stepvoice.engine.options import GenerationOptions
+from stepvoice.tools import ToolContext, ToolsConfig, load_registry, run_many
+from stepvoice.tools.config import WeatherConfig
 from tools_fake_services import open_meteo_server
 
 

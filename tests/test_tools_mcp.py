@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from engine.events import ToolCall
-from tools import ToolContext, ToolRegistryError, ToolsConfig, load_registry, run, run_many
+from stepvoice.engine.events import ToolCall
+from stepvoice.tools import ToolContext, ToolRegistryError, ToolsConfig, load_registry, run, run_many
 
 SERVER = textwrap.dedent('''
     import asyncio
@@ -135,7 +135,7 @@ def test_mcp_name_collision_is_refused_and_servers_are_stopped(server_script, tm
 
 
 def test_tools_list_cli_shows_mcp_tools(server_script, tmp_path, capsys):
-    from assistant.cli import main
+    from stepvoice.assistant.cli import main
 
     conf = tmp_path / "config.toml"
     conf.write_text(f'[tools]\n[[tools.mcp_servers]]\nname = "unit"\ncommand = {json.dumps(sys.executable)}\n'

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.events import ToolCall
-from tools import ToolContext, ToolRegistryError, ToolsConfig, load_registry, run
-from tools.plugins import load_module
+from stepvoice.engine.events import ToolCall
+from stepvoice.tools import ToolContext, ToolRegistryError, ToolsConfig, load_registry, run
+from stepvoice.tools.plugins import load_module
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "plugins" / "sample_plugin"
-STEPVOICE = [sys.executable, "-m", "assistant"]
+STEPVOICE = [sys.executable, "-m", "stepvoice"]
 
 
 def installed() -> bool:
@@ -64,7 +64,7 @@ def cli(tmp_path_factory):
 
 def test_builtins_arrive_through_the_entry_point_door():
     eps = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="stepvoice.tools")}
-    assert eps["builtins"] == "tools.builtins:register"
+    assert eps["builtins"] == "stepvoice.tools.builtins:register"
     assert load_registry(plugins=False).names() == []  # no entry points, no built-ins: same door
     reg = load_registry()
     assert reg.names()[:4] == ["search", "get_weather", "get_date_time", "timbre_rag"]
@@ -105,7 +105,7 @@ def test_plugin_tools_run_from_the_cli(sample_plugin, cli):
 
 TOOLS_FILE = '''
 from typing import Literal
-from tools import tool, ToolContext
+from stepvoice.tools import tool, ToolContext
 
 @tool
 def shout(text: str) -> str:
@@ -136,7 +136,7 @@ def test_tools_module_by_name_with_register(tmp_path, monkeypatch):
     pkg = tmp_path / "house_tools_pkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text(textwrap.dedent('''
-        from tools import tool
+        from stepvoice.tools import tool
 
         def _lights(room: str, on: bool = True) -> str:
             """Switch the lights."""

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 import pytest
 from pydantic import BaseModel, Field
 
-from tools import ToolContext, ToolDefinitionError, tool
+from stepvoice.tools import ToolContext, ToolDefinitionError, tool
 
 
 class Address(BaseModel):

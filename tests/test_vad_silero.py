@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from assistant.endpointing import EndpointConfig, Endpointer, SpeechDropped, SpeechEnd, SpeechStart
-from assistant.vad import FRAME, SileroVAD
-from engine.errors import AudioError, ConfigError
+from stepvoice.assistant.endpointing import EndpointConfig, Endpointer, SpeechDropped, SpeechEnd, SpeechStart
+from stepvoice.assistant.vad import FRAME, SileroVAD
+from stepvoice.engine.errors import AudioError, ConfigError
 from voice_loop_support import SR, espeak, silence, tone
 
 

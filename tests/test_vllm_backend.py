@@ -14,11 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from engine.backends import load_backend
-from engine.backends.vllm import VLLMBackend, VLLMSettings
-from engine.events import SpeechCodes, TextDelta, ToolCall, TurnEnd
-from engine.messages import Audio, Message, Speech, Text
-from engine.options import GenerationOptions
+from stepvoice.engine.backends import load_backend
+from stepvoice.engine.backends.vllm import VLLMBackend, VLLMSettings
+from stepvoice.engine.events import SpeechCodes, TextDelta, ToolCall, TurnEnd
+from stepvoice.engine.messages import Audio, Message, Speech, Text
+from stepvoice.engine.options import GenerationOptions
 
 
 class ForkServer:
@@ -288,7 +288,7 @@ def test_think_reply_reasons_then_speaks(fork):
 def test_load_backend_spec_and_bad_url():
     b = load_backend("vllm+http://127.0.0.1:8000/v1")
     assert isinstance(b, VLLMBackend) and b.base_url == "http://127.0.0.1:8000"
-    from engine.errors import ConfigError
+    from stepvoice.engine.errors import ConfigError
 
     with pytest.raises(ConfigError):
         VLLMBackend("127.0.0.1:8000")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from voice_bank import DEFAULT_VOICE, VoiceBank, default_clip
-from voice_bank.starter import S3_CLIPS, s3tokenizer_asset
+from stepvoice.voice_bank import DEFAULT_VOICE, VoiceBank, default_clip
+from stepvoice.voice_bank.starter import S3_CLIPS, s3tokenizer_asset
 from voice_fixtures import ESPEAK_VOICES, espeak_clips  # noqa: F401  (fixture)
 
 
@@ -65,8 +65,8 @@ def test_lookup_by_name_is_case_insensitive_and_unknown_names_list_voices(bank):
 def test_timbre_rag_switches_to_the_found_voice(bank):
     import asyncio
 
-    from engine.events import ToolCall
-    from tools import ToolContext, load_registry, run
+    from stepvoice.engine.events import ToolCall
+    from stepvoice.tools import ToolContext, load_registry, run
 
     switched = []
     context = ToolContext(voice_bank=bank, on_voice_change=switched.append)

@@ -1,7 +1,7 @@
 """Cached voice prompts are keyed by the token2wav folder they were prepared with."""
 import os
 
-from voice_bank import prompt_key_for
+from stepvoice.voice_bank import prompt_key_for
 
 
 def make_folder(path, tokenizer_bytes=b"tok", campplus_bytes=b"cam"):

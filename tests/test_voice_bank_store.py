@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from assistant.cli import main
-from voice_bank import DEFAULT_VOICE, VoiceBank, VoiceBankError
+from stepvoice.assistant.cli import main
+from stepvoice.voice_bank import DEFAULT_VOICE, VoiceBank, VoiceBankError
 from voice_fixtures import ESPEAK_VOICES, espeak_clips  # noqa: F401  (fixture)
 
 
@@ -53,7 +53,7 @@ def data(tmp_path):
 @pytest.fixture(scope="module")
 def emb():
     """Embedders loaded once for the module (the bank takes instances as well as specs)."""
-    from retrieval import load_speaker_embedder, load_text_embedder
+    from stepvoice.retrieval import load_speaker_embedder, load_text_embedder
 
     return {"text_embedder": load_text_embedder(), "speaker_embedder": load_speaker_embedder()}
 
@@ -80,7 +80,7 @@ def test_prompt_prepared_once_then_memory_then_disk(data, espeak_clips, emb):  #
 
 
 def test_real_voice_prompt_type_round_trips_through_the_cache(data, emb):
-    voice_mod = pytest.importorskip("engine.token2wav.voice")
+    voice_mod = pytest.importorskip("stepvoice.engine.token2wav.voice")
     VoicePrompt = voice_mod.VoicePrompt
     prompt = VoicePrompt(np.arange(30) % 6561, np.ones(192, np.float32), np.zeros((60, 80), np.float32))
     bank = VoiceBank.open(data, prepare=lambda samples: prompt, **emb)

@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from assistant.audio_io.inprocess import InProcessAudio
-from assistant.endpointing import EndpointConfig
-from assistant.voice_loop import VoiceLoop, VoiceLoopConfig
-from engine.messages import Speech, Text
+from stepvoice.assistant.audio_io.inprocess import InProcessAudio
+from stepvoice.assistant.endpointing import EndpointConfig
+from stepvoice.assistant.voice_loop import VoiceLoop, VoiceLoopConfig
+from stepvoice.engine.messages import Speech, Text
 from voice_loop_support import SAMPLES_PER_CODE, espeak, make_session, silence
 
 pytestmark = pytest.mark.timeout(60)

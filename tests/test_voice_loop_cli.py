@@ -23,7 +23,7 @@ replies:
 
 @pytest.fixture(scope="module")
 def chat_env(tmp_path_factory):
-    from engine.token2wav.fake import write_fake_token2wav
+    from stepvoice.engine.token2wav.fake import write_fake_token2wav
 
     root = tmp_path_factory.mktemp("chat")
     write_fake_token2wav(root / "t2w", size="tiny")
@@ -36,7 +36,7 @@ def chat_env(tmp_path_factory):
 
 
 def stepvoice(env, root, *args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "assistant", "chat", *args], cwd=root, env=env,
+    return subprocess.run([sys.executable, "-m", "stepvoice", "chat", *args], cwd=root, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from assistant.audio_io.backend import AudioBackend
-from assistant.audio_io.inprocess import InProcessAudio
-from assistant.audio_io.playback import PlaybackQueue
-from assistant.endpointing import EndpointConfig
-from assistant.voice_loop import VoiceLoop, VoiceLoopConfig
-from engine.errors import AudioError
+from stepvoice.assistant.audio_io.backend import AudioBackend
+from stepvoice.assistant.audio_io.inprocess import InProcessAudio
+from stepvoice.assistant.audio_io.playback import PlaybackQueue
+from stepvoice.assistant.endpointing import EndpointConfig
+from stepvoice.assistant.voice_loop import VoiceLoop, VoiceLoopConfig
+from stepvoice.engine.errors import AudioError
 from voice_loop_support import espeak, make_session, silence, tone
 
 pytestmark = pytest.mark.timeout(60)
@@ -117,7 +117,7 @@ def test_stalled_device_ends_with_a_clear_error_and_no_hang():
 
 @pytest.mark.timeout(120)
 def test_ctrl_c_ends_cleanly_and_saves_the_conversation(tmp_path):
-    from engine.token2wav.fake import write_fake_token2wav
+    from stepvoice.engine.token2wav.fake import write_fake_token2wav
 
     write_fake_token2wav(tmp_path / "t2w", size="tiny")
     (tmp_path / "s.yaml").write_text("replies:\n  - text: Hi.\n    speech_codes: [5, 6, 7, 8]\n")
@@ -125,7 +125,7 @@ def test_ctrl_c_ends_cleanly_and_saves_the_conversation(tmp_path):
     sf.write(tmp_path / "q.wav", np.concatenate([talk, silence(30.0)]), 16000)
     env = dict(os.environ, HOME=str(tmp_path), STEPVOICE_HOME=str(tmp_path / "data"), OMP_NUM_THREADS="1",
                STEPVOICE_TOKEN2WAV=str(tmp_path / "t2w"))
-    proc = subprocess.Popen([sys.executable, "-m", "assistant", "chat", "--model", "scripted:s.yaml", "--no-tools",
+    proc = subprocess.Popen([sys.executable, "-m", "stepvoice", "chat", "--model", "scripted:s.yaml", "--no-tools",
                              "--input-file", "q.wav", "--silence-ms", "300"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     saw_reply = False

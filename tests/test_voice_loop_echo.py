@@ -8,9 +8,9 @@ import io
 import numpy as np
 import pytest
 
-from assistant.audio_io.inprocess import InProcessAudio
-from assistant.endpointing import EndpointConfig
-from assistant.voice_loop import VoiceLoop, VoiceLoopConfig
+from stepvoice.assistant.audio_io.inprocess import InProcessAudio
+from stepvoice.assistant.endpointing import EndpointConfig
+from stepvoice.assistant.voice_loop import VoiceLoop, VoiceLoopConfig
 from voice_loop_support import SpeechToken2Wav, espeak, make_session, silence
 
 pytest.importorskip("livekit.rtc", reason="echo cancellation needs the aec extra (livekit)")
@@ -68,7 +68,7 @@ def test_with_echo_cancellation_the_reply_plays_through_and_the_user_can_still_i
 
 
 def test_canceller_keeps_block_sizes_and_removes_a_delayed_echo():
-    from assistant.audio_io.echo import EchoCanceller
+    from stepvoice.assistant.audio_io.echo import EchoCanceller
 
     far = np.concatenate([espeak("one two three four five six seven eight nine ten")] * 2)
     echo = np.zeros_like(far)

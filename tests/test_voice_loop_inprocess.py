@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from assistant.audio_io.inprocess import InProcessAudio
-from assistant.endpointing import EndpointConfig
-from assistant.voice_loop import VoiceLoop, VoiceLoopConfig
+from stepvoice.assistant.audio_io.inprocess import InProcessAudio
+from stepvoice.assistant.endpointing import EndpointConfig
+from stepvoice.assistant.voice_loop import VoiceLoop, VoiceLoopConfig
 from voice_loop_support import SAMPLES_PER_CODE, make_session, espeak, silence
 
 pytestmark = pytest.mark.timeout(60)

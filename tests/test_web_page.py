@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from assistant.server.app import silero_endpointer
+from stepvoice.assistant.server.app import silero_endpointer
 from server_support import FakeFactory, LoopbackServer
 
 REPLY = "Hello from stepvoice. It is sunny in Paris."

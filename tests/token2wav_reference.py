@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.token2wav.config import FlowConfig, load_flow_config
-from engine.token2wav.voice import VoicePrompt
+from stepvoice.engine.token2wav.config import FlowConfig, load_flow_config
+from stepvoice.engine.token2wav.voice import VoicePrompt
 
 pytest.importorskip("cosyvoice2", reason="step-audio2 reference modules (pip install --no-deps step-audio2)")
 

@@ -131,8 +131,8 @@ class ToneVoiceBank:
 def make_session(replies: list, synth_delay_s: float = 0.0, token2wav: ToneToken2Wav | None = None):
     """(assistant.session.Session, scripted backend) for `replies` (ScriptedBackend YAML form),
     speaking through `token2wav` (default `ToneToken2Wav`)."""
-    from assistant.session import Session
-    from engine.backends.scripted import ScriptedBackend
+    from stepvoice.assistant.session import Session
+    from stepvoice.engine.backends.scripted import ScriptedBackend
 
     backend = ScriptedBackend.from_data({"replies": replies})
     t2w = token2wav or ToneToken2Wav(synth_delay_s)

@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Callable
 
 import httpx
 
-from tools.config import ToolsConfig
+from stepvoice.tools.config import ToolsConfig
 
 
 def utc_now() -> datetime:

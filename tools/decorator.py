@@ -17,9 +17,9 @@ from typing import Any, Callable
 
 from pydantic import ConfigDict, ValidationError, create_model
 
-from tools.context import ToolContext
-from tools.errors import InvalidArguments, ToolDefinitionError
-from tools.schema import model_facing
+from stepvoice.tools.context import ToolContext
+from stepvoice.tools.errors import InvalidArguments, ToolDefinitionError
+from stepvoice.tools.schema import model_facing
 
 # OpenAI's rule for function names; the model writes the name on its own line.
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -1,7 +1,7 @@
 """Errors of the tools package: what the model reads, and what the user reads."""
 from __future__ import annotations
 
-from engine.errors import ConfigError
+from stepvoice.engine.errors import ConfigError
 
 
 class ToolError(Exception):

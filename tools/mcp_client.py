@@ -14,10 +14,10 @@ import logging
 import os
 from typing import Any
 
-from tools.config import McpServerConfig
-from tools.context import ToolContext
-from tools.decorator import Tool, ToolOutput
-from tools.errors import InvalidArguments, ToolError, ToolRegistryError
+from stepvoice.tools.config import McpServerConfig
+from stepvoice.tools.context import ToolContext
+from stepvoice.tools.decorator import Tool, ToolOutput
+from stepvoice.tools.errors import InvalidArguments, ToolError, ToolRegistryError
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Where tools come from: entry points (built-ins included), tool modules, MCP servers.
 
 Built-ins go through the same door as third-party plugins: stepvoice's own
-distribution declares `builtins = "tools.builtins:register"` in the
+distribution declares `builtins = "stepvoice.tools.builtins:register"` in the
 `stepvoice.tools` entry-point group. An entry point (or a `--tools-module`
 file or module) may name:
   - a `register(registry)` function, which calls `registry.register(...)`;
@@ -25,10 +25,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Sequence
 
-from tools.config import ToolsConfig
-from tools.decorator import Tool
-from tools.errors import ToolRegistryError
-from tools.registry import ToolRegistry
+from stepvoice.tools.config import ToolsConfig
+from stepvoice.tools.decorator import Tool
+from stepvoice.tools.errors import ToolRegistryError
+from stepvoice.tools.registry import ToolRegistry
 
 GROUP = "stepvoice.tools"
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def load_entry_points(registry: ToolRegistry, group: str = GROUP) -> None:
             log.warning("%s", problem)
             registry.problems.append(problem)
             continue
-        source = "built-ins" if ep.name == "builtins" and ep.value.startswith("tools.") else where
+        source = "built-ins" if ep.name == "builtins" and ep.value.startswith("stepvoice.tools.") else where
         with registry.loading_from(source, plugin=True):
             _apply(registry, target, where)
 

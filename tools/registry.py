@@ -12,9 +12,9 @@ import json
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
-from engine.messages import Message
-from tools.decorator import FunctionTool, Tool
-from tools.errors import ToolRegistryError
+from stepvoice.engine.messages import Message
+from stepvoice.tools.decorator import FunctionTool, Tool
+from stepvoice.tools.errors import ToolRegistryError
 
 
 class ToolRegistry:
@@ -93,14 +93,14 @@ class ToolRegistry:
 
     def add_mcp_servers(self, servers: Sequence[Any]) -> None:
         """Queue MCP servers (McpServerConfig or mappings); they connect on `start()`."""
-        from tools.config import McpServerConfig, _build
+        from stepvoice.tools.config import McpServerConfig, _build
 
         for i, s in enumerate(servers):
             self._pending_mcp.append(_build(McpServerConfig, s, f"mcp_servers[{i}]"))
 
     async def start(self) -> "ToolRegistry":
         """Connect queued MCP servers and register their tools. Stops all of them on failure."""
-        from tools.mcp_client import McpServer
+        from stepvoice.tools.mcp_client import McpServer
 
         pending, self._pending_mcp = self._pending_mcp, []
         try:

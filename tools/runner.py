@@ -18,14 +18,14 @@ from typing import Any, Sequence
 import httpx
 from pydantic import BaseModel
 
-from engine.errors import StepvoiceError
-from engine.events import ToolCall, ToolResult
-from tools.context import ToolContext
-from tools.decorator import ToolOutput
-from tools.errors import InvalidArguments, ToolError
-from tools.registry import ToolRegistry
-from tools.sanitize import neutralize
-from tools.schema import signature
+from stepvoice.engine.errors import StepvoiceError
+from stepvoice.engine.events import ToolCall, ToolResult
+from stepvoice.tools.context import ToolContext
+from stepvoice.tools.decorator import ToolOutput
+from stepvoice.tools.errors import InvalidArguments, ToolError
+from stepvoice.tools.registry import ToolRegistry
+from stepvoice.tools.sanitize import neutralize
+from stepvoice.tools.schema import signature
 
 log = logging.getLogger(__name__)
 

@@ -24,12 +24,12 @@ from typing import Any, Callable
 import numpy as np
 import soundfile as sf
 
-from engine.errors import AudioError, ConfigError
-from retrieval import Retriever
-from retrieval.store import StoreConfig
-from voice_bank.attributes import agreement, attributes
-from voice_bank.starter import starter_voices
-from voice_bank.voice import CLIP_FILE, DEFAULT_VOICE, VOICE_FILE, Voice, VoiceBankError, VoiceMatch, VoiceNotFound, check_name
+from stepvoice.engine.errors import AudioError, ConfigError
+from stepvoice.retrieval import Retriever
+from stepvoice.retrieval.store import StoreConfig
+from stepvoice.voice_bank.attributes import agreement, attributes
+from stepvoice.voice_bank.starter import starter_voices
+from stepvoice.voice_bank.voice import CLIP_FILE, DEFAULT_VOICE, VOICE_FILE, Voice, VoiceBankError, VoiceMatch, VoiceNotFound, check_name
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,9 @@ SAMPLE_RATE = 16000
 
 def _load_prompt(path: Path) -> Any:
     try:
-        from engine.token2wav import VoicePrompt  # the contract's home
+        from stepvoice.engine.token2wav import VoicePrompt  # the contract's home
     except ImportError:
-        from engine.token2wav.voice import VoicePrompt
+        from stepvoice.engine.token2wav.voice import VoicePrompt
     return VoicePrompt.load(path)
 
 
@@ -88,7 +88,7 @@ class VoiceBank:
         Everything is checked and embedded before anything is written; the
         voice folder appears atomically (temp folder + rename).
         """
-        from engine.audio import load_audio
+        from stepvoice.engine.audio import load_audio
 
         name = check_name(name)
         description = " ".join((description or "").split())
@@ -163,7 +163,7 @@ class VoiceBank:
 
     def _reconcile(self, store, which: str) -> None:
         """One row per voice folder: index voices a crash (or another embedder) left out, drop strays."""
-        from engine.audio import load_audio
+        from stepvoice.engine.audio import load_audio
 
         indexed = {r.source.removeprefix("voice:"): r for r in store.rows_where(kind="voice")}
         voices = {v.name: v for v in self.list()}
@@ -180,8 +180,8 @@ class VoiceBank:
                 self._add_rows(voice, speaker=self.index.speaker_embedder.embed(load_audio(voice.clip)))
 
     def _add_rows(self, voice: Voice, *, speaker: np.ndarray | None = None, text_vec: np.ndarray | None = None) -> None:
-        from retrieval.ingest import item_hash
-        from retrieval.store import NewItem
+        from stepvoice.retrieval.ingest import item_hash
+        from stepvoice.retrieval.store import NewItem
 
         src = f"voice:{voice.name}"
         digest = item_hash("voice", src, f"{voice.search_text}\0{voice.added}")
@@ -283,7 +283,7 @@ class VoiceBank:
 
     def search_like(self, wav: "str | os.PathLike | bytes | np.ndarray", k: int = 5) -> list[VoiceMatch]:
         """Voices ranked by how close their speaker vector is to the clip's."""
-        from engine.audio import load_audio
+        from stepvoice.engine.audio import load_audio
 
         samples = load_audio(wav) if not isinstance(wav, np.ndarray) else load_audio(wav, SAMPLE_RATE)
         self._store("audio")
@@ -329,7 +329,7 @@ class VoiceBank:
             if prompt is None:
                 if self.prepare is None:
                     raise VoiceBankError(f"voice {voice.name!r} has no prepared prompt yet and no token2wav to prepare it")
-                from engine.audio import load_audio
+                from stepvoice.engine.audio import load_audio
 
                 prompt = self.prepare(load_audio(voice.clip))
                 prompt.save(path)

@@ -18,8 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from engine.token2wav import s3tokenizer_asset
-from voice_bank.voice import DEFAULT_VOICE
+from stepvoice.engine.token2wav import s3tokenizer_asset
+from stepvoice.voice_bank.voice import DEFAULT_VOICE
 
 S3_CLIPS = ("BAC009S0764W0121.wav", "BAC009S0764W0122.wav")
 ALSA_DIR = Path("/usr/share/sounds/alsa")
@@ -43,7 +43,7 @@ def default_clip() -> Path | None:
 
 
 def _load(path: Path) -> np.ndarray:
-    from engine.audio import load_audio
+    from stepvoice.engine.audio import load_audio
 
     return load_audio(path)
 

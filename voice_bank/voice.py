@@ -6,7 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from engine.errors import StepvoiceError
+from stepvoice.engine.errors import StepvoiceError
 
 DEFAULT_VOICE = "default"  # the s3tokenizer wheel's Mandarin clip; always there
 VOICE_FILE = "voice.json"

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assistant.audio_io.playback import PlaybackQueue
-from engine.errors import AudioError
+from stepvoice.assistant.audio_io.playback import PlaybackQueue
+from stepvoice.engine.errors import AudioError
 
 MIC_RATE = 16000
 

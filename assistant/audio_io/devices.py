@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from engine.errors import AudioError
+from stepvoice.engine.errors import AudioError
 
 Kind = Literal["input", "output"]
 

@@ -14,7 +14,7 @@ from collections import deque
 import numpy as np
 import soxr
 
-from engine.errors import ConfigError
+from stepvoice.engine.errors import ConfigError
 
 RATE = 16000
 FRAME = 160  # 10 ms: the only frame size the module takes

@@ -13,14 +13,14 @@ from typing import Iterable
 import numpy as np
 import soxr
 
-from assistant.audio_io.backend import MIC_RATE, AudioBackend, DeviceLost, EndOfInput, MicBlock
-from assistant.audio_io.playback import PlaybackQueue
-from engine.errors import AudioError
+from stepvoice.assistant.audio_io.backend import MIC_RATE, AudioBackend, DeviceLost, EndOfInput, MicBlock
+from stepvoice.assistant.audio_io.playback import PlaybackQueue
+from stepvoice.engine.errors import AudioError
 
 
 def _as_samples(item: np.ndarray | str | Path) -> np.ndarray:
     if isinstance(item, (str, Path)):
-        from engine.audio import load_audio  # 16 kHz mono float32, clear errors
+        from stepvoice.engine.audio import load_audio  # 16 kHz mono float32, clear errors
 
         return load_audio(item)
     return np.asarray(item, dtype=np.float32).reshape(-1)

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import soxr
 
-from engine.errors import AudioError
+from stepvoice.engine.errors import AudioError
 
 
 class PlaybackQueue:

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import soxr
 
-from assistant.audio_io.backend import MIC_RATE, AudioBackend, DeviceLost, MicBlock
-from assistant.audio_io.devices import Device, check_rate, find_device, sounddevice
-from assistant.audio_io.playback import PlaybackQueue
-from engine.errors import AudioError
+from stepvoice.assistant.audio_io.backend import MIC_RATE, AudioBackend, DeviceLost, MicBlock
+from stepvoice.assistant.audio_io.devices import Device, check_rate, find_device, sounddevice
+from stepvoice.assistant.audio_io.playback import PlaybackQueue
+from stepvoice.engine.errors import AudioError
 
 log = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = common_parser()
     for name in COMMAND_MODULES:
         try:
-            module = importlib.import_module(f"assistant.cli.{name}")
+            module = importlib.import_module(f"stepvoice.assistant.cli.{name}")
         except ModuleNotFoundError as e:
-            if e.name == f"assistant.cli.{name}":
+            if e.name == f"stepvoice.assistant.cli.{name}":
                 continue  # command group not built yet
             raise
         module.register(sub, common)
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def describe_error(e: BaseException) -> str:
-    from engine.errors import StepvoiceError
+    from stepvoice.engine.errors import StepvoiceError
 
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
     if isinstance(e, StepvoiceError):

@@ -45,12 +45,12 @@ def ask(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from assistant.assembly import load_parts
-    from assistant.cli.config import common_overrides
-    from assistant.config import load_config
-    from assistant.session import Session
-    from engine.errors import StepvoiceError
-    from engine.messages import Audio, Message, Text
+    from stepvoice.assistant.assembly import load_parts
+    from stepvoice.assistant.cli.config import common_overrides
+    from stepvoice.assistant.config import load_config
+    from stepvoice.assistant.session import Session
+    from stepvoice.engine.errors import StepvoiceError
+    from stepvoice.engine.messages import Audio, Message, Text
 
     if not args.text and not args.audio:
         raise StepvoiceError("nothing to ask: give --text, --audio or both")
@@ -65,7 +65,7 @@ def ask(args: argparse.Namespace) -> int:
     cfg = load_config(args.config_file, {**common_overrides(args), "model": args.model, "voice": args.voice})
     parts_of_message: list[Any] = []
     if args.audio:  # read (and refuse bad audio) before loading any model
-        from engine.audio import load_audio
+        from stepvoice.engine.audio import load_audio
 
         parts_of_message.append(Audio(load_audio(args.audio)))
     if args.text:
@@ -121,7 +121,7 @@ async def one_turn(session: Any, message: Any, reply: str) -> Any:
     """Run one respond() with the registry's MCP servers connected for its duration."""
     import time
 
-    from assistant.turn_result import TurnResult
+    from stepvoice.assistant.turn_result import TurnResult
 
     registry = session.tools
     if registry is not None and hasattr(registry, "start"):

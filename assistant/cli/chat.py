@@ -38,25 +38,25 @@ def chat(args: argparse.Namespace) -> int:
     import sys
     import time
 
-    from assistant.assembly import load_parts
-    from assistant.cli.config import common_overrides
-    from assistant.config import load_config
-    from assistant.endpointing import EndpointConfig
-    from assistant.paths import data_dir
-    from assistant.session import Session
-    from assistant.transcript import save_conversation
-    from assistant.voice_loop import VoiceLoop, VoiceLoopConfig
-    from engine.errors import StepvoiceError
+    from stepvoice.assistant.assembly import load_parts
+    from stepvoice.assistant.cli.config import common_overrides
+    from stepvoice.assistant.config import load_config
+    from stepvoice.assistant.endpointing import EndpointConfig
+    from stepvoice.assistant.paths import data_dir
+    from stepvoice.assistant.session import Session
+    from stepvoice.assistant.transcript import save_conversation
+    from stepvoice.assistant.voice_loop import VoiceLoop, VoiceLoopConfig
+    from stepvoice.engine.errors import StepvoiceError
 
     if args.list_devices:
-        from assistant.audio_io.devices import format_devices
+        from stepvoice.assistant.audio_io.devices import format_devices
 
         print(format_devices())
         return 0
     if args.record and not args.input_file:
         raise StepvoiceError("--record works with --input-file (a live speaker is not recorded)")
     if args.echo_cancel:
-        from assistant.audio_io.echo import EchoCanceller
+        from stepvoice.assistant.audio_io.echo import EchoCanceller
 
         EchoCanceller()  # fails now, with the install hint, if the aec extra is missing
     endpoint = EndpointConfig(**{k: v for k, v in (("silence_ms", args.silence_ms),
@@ -93,12 +93,12 @@ def chat(args: argparse.Namespace) -> int:
 
 def _open_audio(args: argparse.Namespace) -> Any:
     if args.input_file:
-        from assistant.audio_io.inprocess import InProcessAudio
-        from engine.audio import load_audio
+        from stepvoice.assistant.audio_io.inprocess import InProcessAudio
+        from stepvoice.engine.audio import load_audio
 
         return InProcessAudio([load_audio(f) for f in args.input_file], finite=True, tail_s=1.0)
-    from assistant.audio_io.devices import find_device
-    from assistant.audio_io.portaudio import SoundDeviceAudio
+    from stepvoice.assistant.audio_io.devices import find_device
+    from stepvoice.assistant.audio_io.portaudio import SoundDeviceAudio
 
     find_device(args.input_device, "input")
     find_device(args.output_device, "output")

@@ -24,8 +24,8 @@ def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def show_config(args: argparse.Namespace) -> int:
     import json
 
-    from assistant.config import load_config, to_toml
-    from assistant.paths import config_file
+    from stepvoice.assistant.config import load_config, to_toml
+    from stepvoice.assistant.paths import config_file
 
     cfg = load_config(args.config_file, common_overrides(args))
     file = config_file(args.config_file)
@@ -40,7 +40,7 @@ def show_config(args: argparse.Namespace) -> int:
 
 
 def show_path(args: argparse.Namespace) -> int:
-    from assistant.paths import config_file
+    from stepvoice.assistant.paths import config_file
 
     print(config_file(args.config_file))
     return 0

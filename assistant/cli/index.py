@@ -39,8 +39,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace):
-    from assistant.paths import data_dir
-    from retrieval import Retriever
+    from stepvoice.assistant.paths import data_dir
+    from stepvoice.retrieval import Retriever
 
     return Retriever.open(data_dir(args.data_dir), text_embedder=args.embedder)
 
@@ -58,7 +58,7 @@ def add_paths(args: argparse.Namespace) -> int:
 
 
 def search_index(args: argparse.Namespace) -> int:
-    from engine.errors import ConfigError
+    from stepvoice.engine.errors import ConfigError
 
     if args.k <= 0:
         raise ConfigError("--k must be a positive number")
@@ -66,7 +66,7 @@ def search_index(args: argparse.Namespace) -> int:
         raise ConfigError("give a text QUERY or --audio WAV (one of them)")
     with _open(args) as r:
         if args.audio:
-            from engine.audio import load_audio
+            from stepvoice.engine.audio import load_audio
 
             hits = r.search_audio(load_audio(args.audio), args.k, kind=args.kind, source=args.source)
         else:
@@ -98,7 +98,7 @@ def list_sources(args: argparse.Namespace) -> int:
 
 
 def remove_sources(args: argparse.Namespace) -> int:
-    from engine.errors import StepvoiceError
+    from stepvoice.engine.errors import StepvoiceError
 
     with _open(args) as r:
         counts = {s: r.remove(s) for s in args.sources}

@@ -35,7 +35,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from engine.checkpoint import DEFAULT_MODEL, download
+    from stepvoice.engine.checkpoint import DEFAULT_MODEL, download
 
     path = download(args.id or DEFAULT_MODEL, args.dir)
     print(path)
@@ -43,7 +43,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_fake(args: argparse.Namespace) -> int:
-    from engine.checkpoint import check, fake
+    from stepvoice.engine.checkpoint import check, fake
 
     path = fake(args.dir, args.size, seed=args.seed)
     report = check(path)
@@ -52,7 +52,7 @@ def cmd_fake(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from engine.checkpoint import check
+    from stepvoice.engine.checkpoint import check
 
     report = check(args.dir)
     if report.ok:
@@ -71,9 +71,9 @@ def _fail(report) -> int:
 def cmd_params(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from engine.checkpoint import params
-    from engine.config import StepAudio2Config
-    from engine.errors import ConfigError
+    from stepvoice.engine.checkpoint import params
+    from stepvoice.engine.config import StepAudio2Config
+    from stepvoice.engine.errors import ConfigError
 
     source = args.dir or args.config_file
     if not source:

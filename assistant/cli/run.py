@@ -24,12 +24,12 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from assistant.assembly import load_parts
-    from assistant.cli.config import common_overrides
-    from assistant.config import load_config
-    from assistant.paths import data_dir
-    from assistant.task_runner import TaskRunner, slug
-    from assistant.tasks import load_tasks
+    from stepvoice.assistant.assembly import load_parts
+    from stepvoice.assistant.cli.config import common_overrides
+    from stepvoice.assistant.config import load_config
+    from stepvoice.assistant.paths import data_dir
+    from stepvoice.assistant.task_runner import TaskRunner, slug
+    from stepvoice.assistant.tasks import load_tasks
 
     taskfile = load_tasks(args.tasks_file)  # a malformed file fails here, before any model loads
     cfg = load_config(args.config_file, {**common_overrides(args), "model": args.model or taskfile.model})

@@ -32,8 +32,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 def serve_command(args: argparse.Namespace) -> int:
     import asyncio
 
-    from assistant.server.app import ServerConfig, run_server
-    from engine.errors import ConfigError
+    from stepvoice.assistant.server.app import ServerConfig, run_server
+    from stepvoice.engine.errors import ConfigError
 
     token = args.token if args.token is not None else os.environ.get("STEPVOICE_TOKEN")
     if not 0 <= args.port <= 65535:
@@ -57,9 +57,9 @@ def serve_command(args: argparse.Namespace) -> int:
 
 def build_factory(args: argparse.Namespace):
     """Backend, token2wav, tools and voice bank from flags + config, shared by every connection."""
-    from assistant.config import load_config
-    from assistant.server.sessions import AssistantSessions
-    from engine.backends import load_backend
+    from stepvoice.assistant.config import load_config
+    from stepvoice.assistant.server.sessions import AssistantSessions
+    from stepvoice.engine.backends import load_backend
 
     overrides = {k: v for k, v in {"model": args.model, "voice": args.voice, "device": args.device,
                                    "dtype": args.dtype, "data_dir": args.data_dir}.items() if v is not None}
@@ -84,7 +84,7 @@ def build_factory(args: argparse.Namespace):
 def _token2wav_folder(flag: str | None, spec: str | None) -> Path | None:
     folder = Path(flag) if flag else None
     if folder is None and not (spec or "").startswith(("scripted:", "vllm+")):
-        from engine.checkpoint import resolve
+        from stepvoice.engine.checkpoint import resolve
 
         folder = resolve(spec) / "token2wav"  # the local checkpoint (a hub id is already downloaded by now)
         if not folder.is_dir():
@@ -93,21 +93,21 @@ def _token2wav_folder(flag: str | None, spec: str | None) -> Path | None:
 
 
 def _token2wav(folder: Path | None, config) -> Any:
-    from engine.errors import ConfigError
+    from stepvoice.engine.errors import ConfigError
 
     if folder is None:
         log.warning("no token2wav folder (--token2wav): replies are text and transcripts only")
         return None
     if not folder.is_dir():
         raise ConfigError(f"token2wav folder not found: {folder}")
-    from engine.token2wav import Token2Wav
+    from stepvoice.engine.token2wav import Token2Wav
 
     return Token2Wav.from_dir(folder, device=config.device or "cpu")
 
 
 def _tools(config) -> Any:
     try:
-        from tools import load_registry
+        from stepvoice.tools import load_registry
     except ImportError as e:  # the tools package is optional for serving
         log.warning("tools unavailable (%s): serving without server-side tools", e)
         return None
@@ -116,10 +116,10 @@ def _tools(config) -> Any:
 
 def _voice_bank(config, token2wav, folder: Path | None) -> Any:
     try:
-        from voice_bank import VoiceBank, prompt_key_for
+        from stepvoice.voice_bank import VoiceBank, prompt_key_for
     except ImportError:
         return None
-    from assistant.paths import data_dir
+    from stepvoice.assistant.paths import data_dir
 
     prepare = token2wav.prepare_voice if token2wav is not None else None
     return VoiceBank.open(data_dir(config.data_dir), prepare=prepare,

@@ -31,7 +31,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 def list_tools(args: argparse.Namespace) -> int:
     import asyncio
 
-    from tools.schema import signature
+    from stepvoice.tools.schema import signature
 
     async def collect() -> tuple[str, list[tuple[str, str, str]]]:
         registry = _registry(args)
@@ -55,9 +55,9 @@ def list_tools(args: argparse.Namespace) -> int:
 def call_tool(args: argparse.Namespace) -> int:
     import asyncio
 
-    from engine.errors import ConfigError
-    from engine.events import ToolCall
-    from tools import ToolContext, run
+    from stepvoice.engine.errors import ConfigError
+    from stepvoice.engine.events import ToolCall
+    from stepvoice.tools import ToolContext, run
 
     try:
         arguments = json.loads(args.arguments)
@@ -84,9 +84,9 @@ def _tools_config(args: argparse.Namespace) -> Any:
     cached = getattr(args, "_tools_config", None)
     if cached is None:
         try:
-            from assistant.config import load_config
+            from stepvoice.assistant.config import load_config
         except ImportError:  # the assistant config module is optional for this command
-            from tools import ToolsConfig
+            from stepvoice.tools import ToolsConfig
 
             cached = ToolsConfig()
         else:
@@ -96,6 +96,6 @@ def _tools_config(args: argparse.Namespace) -> Any:
 
 
 def _registry(args: argparse.Namespace) -> Any:
-    from tools import load_registry
+    from stepvoice.tools import load_registry
 
     return load_registry(_tools_config(args), tools_modules=args.tools_module, mcp=not args.no_mcp)

@@ -41,12 +41,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _bank(args: argparse.Namespace, prepare: Any = None):
-    from assistant.paths import data_dir
-    from voice_bank import VoiceBank, prompt_key_for
+    from stepvoice.assistant.paths import data_dir
+    from stepvoice.voice_bank import VoiceBank, prompt_key_for
 
     checkpoint = getattr(args, "model", None)
     if checkpoint and not Path(checkpoint).is_dir():
-        from engine.errors import ConfigError
+        from stepvoice.engine.errors import ConfigError
 
         raise ConfigError(f"--model {checkpoint}: not a checkpoint folder")
     return VoiceBank.open(data_dir(args.data_dir), prepare=prepare, checkpoint=checkpoint,
@@ -54,7 +54,7 @@ def _bank(args: argparse.Namespace, prepare: Any = None):
 
 
 def _prepare_with(checkpoint: str):
-    from engine.token2wav import Token2Wav
+    from stepvoice.engine.token2wav import Token2Wav
 
     folder = Path(checkpoint) / "token2wav"
     return Token2Wav.from_dir(folder if folder.is_dir() else Path(checkpoint), device="cpu").prepare_voice
@@ -87,7 +87,7 @@ def list_voices(args: argparse.Namespace) -> int:
 
 
 def search_voices(args: argparse.Namespace) -> int:
-    from engine.errors import ConfigError
+    from stepvoice.engine.errors import ConfigError
 
     if (args.query is None) == (args.like is None):
         raise ConfigError("give a description QUERY or --like WAV (one of them)")

@@ -21,8 +21,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from assistant.server.auth import authorized, check_bind, subprotocols_of
-from assistant.server.realtime import Limits, RealtimeConnection, SessionFactory, TurnDetection
+from stepvoice.assistant.server.auth import authorized, check_bind, subprotocols_of
+from stepvoice.assistant.server.realtime import Limits, RealtimeConnection, SessionFactory, TurnDetection
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ class ServerConfig:
 
 def silero_endpointer(td: TurnDetection):
     """The server VAD of one connection: Silero frames + the voice loop's endpointer."""
-    from assistant.endpointing import EndpointConfig, Endpointer
-    from assistant.vad import SileroVAD
+    from stepvoice.assistant.endpointing import EndpointConfig, Endpointer
+    from stepvoice.assistant.vad import SileroVAD
 
     cfg = EndpointConfig(threshold=td.threshold, silence_ms=float(td.silence_duration_ms),
                          pre_roll_ms=float(td.prefix_padding_ms))
@@ -115,7 +115,7 @@ class RealtimeServer:
         if path in STATIC:
             name = STATIC[path]
             try:
-                body = resources.files("assistant.web").joinpath(name).read_bytes()
+                body = resources.files("stepvoice.assistant.web").joinpath(name).read_bytes()
             except (FileNotFoundError, ModuleNotFoundError):
                 return _text(404, "Not Found", "not found\n")
             ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"

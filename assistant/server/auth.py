@@ -14,7 +14,7 @@ import socket
 from typing import Iterable
 from urllib.parse import parse_qs, urlsplit
 
-from engine.errors import ConfigError
+from stepvoice.engine.errors import ConfigError
 
 SUBPROTOCOL_PREFIX = "openai-insecure-api-key."
 TOKEN_ENV = "STEPVOICE_TOKEN"

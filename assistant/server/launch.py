@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from engine.errors import StepvoiceError
+from stepvoice.engine.errors import StepvoiceError
 
 ADDRESS = re.compile(r"ws://127\.0\.0\.1:(\d+)/v1/realtime")
 
@@ -16,7 +16,7 @@ def spawn_server(args: Sequence[str], env: Mapping[str, str], log: Path) -> tupl
     """`stepvoice serve --port 0 ARGS...`; returns the process and the port it announced.
     Its stderr goes to `log` (a file, not a pipe: a full pipe would stall the server)."""
     with open(log, "w") as err:  # the child keeps its own copy
-        proc = subprocess.Popen([sys.executable, "-m", "assistant", "serve", "--port", "0", *args],
+        proc = subprocess.Popen([sys.executable, "-m", "stepvoice", "serve", "--port", "0", *args],
                                 stdout=subprocess.PIPE, stderr=err, text=True, env=dict(env))
     line = proc.stdout.readline()
     m = ADDRESS.search(line)

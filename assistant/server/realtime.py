@@ -26,14 +26,14 @@ from typing import Any, Awaitable, Callable, Protocol
 
 import numpy as np
 
-from engine.errors import StepvoiceError
-from engine.messages import Audio, Message, Text
-from assistant.server.protocol import (
+from stepvoice.engine.errors import StepvoiceError
+from stepvoice.engine.messages import Audio, Message, Text
+from stepvoice.assistant.server.protocol import (
     MODEL_RATE, PCM_RATE, OutputItem, ProtocolError, decode_pcm16, error_event, function_output_item, new_id, optional,
     parse_client_event, require, resample, server_event, user_item,
 )
-from assistant.server.response import ResponseRun
-from assistant.server.settings import Limits, SessionSettings, TurnDetection, client_tools, turn_detection
+from stepvoice.assistant.server.response import ResponseRun
+from stepvoice.assistant.server.settings import Limits, SessionSettings, TurnDetection, client_tools, turn_detection
 
 __all__ = ["RealtimeConnection", "SessionLike", "SessionFactory", "Limits", "SessionSettings", "TurnDetection"]
 

@@ -6,13 +6,13 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
-from engine.events import AudioChunk, TextDelta, ToolCall, ToolResult, TurnEnd, VoiceChanged
-from assistant.server.protocol import (
+from stepvoice.engine.events import AudioChunk, TextDelta, ToolCall, ToolResult, TurnEnd, VoiceChanged
+from stepvoice.assistant.server.protocol import (
     PCM_RATE, OutputItem, encode_pcm16, function_output_item, new_id, resample, server_event,
 )
 
 if TYPE_CHECKING:
-    from assistant.server.realtime import RealtimeConnection, SessionLike
+    from stepvoice.assistant.server.realtime import RealtimeConnection, SessionLike
 
 log = logging.getLogger(__name__)
 

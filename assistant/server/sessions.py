@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from assistant.config import AssistantConfig
-from assistant.server.realtime import SessionSettings
+from stepvoice.assistant.config import AssistantConfig
+from stepvoice.assistant.server.realtime import SessionSettings
 
 
 class AssistantSessions:
@@ -26,7 +26,7 @@ class AssistantSessions:
         self.model_name = model_name
 
     def build(self, settings: SessionSettings, previous: Any = None) -> Any:
-        from assistant.session import Session
+        from stepvoice.assistant.session import Session
 
         config = dataclasses.replace(
             self.config,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from assistant.server.protocol import PCM_RATE, ProtocolError
+from stepvoice.assistant.server.protocol import PCM_RATE, ProtocolError
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Backends behind one interface; `load_backend(spec)` picks one from a model spec."""
 from __future__ import annotations
 
-from engine.backends.base import Backend
+from stepvoice.engine.backends.base import Backend
 
 DEFAULT_MODEL = "stepfun-ai/Step-Audio-2-mini"
 
@@ -11,14 +11,14 @@ def load_backend(spec: str | None = None, *, device: str = "cpu", dtype: str | N
     checkpoint folder, or a hub id (downloaded on first use)."""
     spec = spec or DEFAULT_MODEL
     if spec.startswith("scripted:"):
-        from engine.backends.scripted import ScriptedBackend
+        from stepvoice.engine.backends.scripted import ScriptedBackend
 
         return ScriptedBackend.from_file(spec[len("scripted:"):])
     if spec.startswith(("vllm+http://", "vllm+https://")):
-        from engine.backends.vllm import VLLMBackend
+        from stepvoice.engine.backends.vllm import VLLMBackend
 
         return VLLMBackend(spec[len("vllm+"):])
-    from engine.backends.local import LocalBackend
+    from stepvoice.engine.backends.local import LocalBackend
 
     return LocalBackend.from_spec(spec, device=device, dtype=dtype)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator, Protocol, Sequence, runtime_checkable
 
-from engine.events import EngineEvent
-from engine.messages import Message
-from engine.options import GenerationOptions
+from stepvoice.engine.events import EngineEvent
+from stepvoice.engine.messages import Message
+from stepvoice.engine.options import GenerationOptions
 
 
 @runtime_checkable

@@ -19,11 +19,11 @@ from typing import AsyncIterator, Sequence
 
 import torch
 
-from engine.errors import StepvoiceError
-from engine.events import EngineEvent, TurnEnd, Usage
-from engine.generate import Generation
-from engine.messages import Message
-from engine.options import GenerationOptions
+from stepvoice.engine.errors import StepvoiceError
+from stepvoice.engine.events import EngineEvent, TurnEnd, Usage
+from stepvoice.engine.generate import Generation
+from stepvoice.engine.messages import Message
+from stepvoice.engine.options import GenerationOptions
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ class LocalBackend:
                   dtype: str | torch.dtype | None = None) -> "LocalBackend":
         """Resolve a folder or hub id, load its weights onto `device` (default: cuda,
         else mps, else cpu) and its tokenizer."""
-        from engine.checkpoint import load_model, resolve
-        from engine.tokenizer import load_tokenizer
+        from stepvoice.engine.checkpoint import load_model, resolve
+        from stepvoice.engine.tokenizer import load_tokenizer
 
         path = resolve(spec)
         if path.is_file():
@@ -65,7 +65,7 @@ class LocalBackend:
 
     def _think_resume_ids(self) -> list[int]:
         """Ids that follow a generated `</think>` so the model speaks its answer."""
-        from engine.prompt import THINK_TO_SPEECH
+        from stepvoice.engine.prompt import THINK_TO_SPEECH
 
         ids = self.tokenizer.encode(THINK_TO_SPEECH)
         return ids[1:] if ids and ids[0] == self.tokenizer.think_end_id else ids
@@ -76,8 +76,8 @@ class LocalBackend:
         options: GenerationOptions,
         cancel: asyncio.Event | None = None,
     ) -> AsyncIterator[EngineEvent]:
-        from engine.prompt import build_prompt
-        from engine.stream_decode import EventDecoder
+        from stepvoice.engine.prompt import build_prompt
+        from stepvoice.engine.stream_decode import EventDecoder
 
         start = time.perf_counter()
         prompt = build_prompt(messages, self.tokenizer, options)  # bad input raises here, before any event

@@ -25,10 +25,10 @@ from typing import Any, AsyncIterator, Sequence
 
 import yaml
 
-from engine.errors import ConfigError
-from engine.events import EngineEvent, SpeechCodes, TextDelta, ToolCall, TurnEnd, Usage
-from engine.messages import Message
-from engine.options import GenerationOptions
+from stepvoice.engine.errors import ConfigError
+from stepvoice.engine.events import EngineEvent, SpeechCodes, TextDelta, ToolCall, TurnEnd, Usage
+from stepvoice.engine.messages import Message
+from stepvoice.engine.options import GenerationOptions
 
 MAX_CODE = 6560
 CODES_PER_TEXT_PIECE = 4  # TA4: one text token per four speech tokens

@@ -19,11 +19,11 @@ from typing import AsyncIterator, Sequence
 
 import httpx
 
-from engine.errors import ConfigError
-from engine.events import EngineEvent, TurnEnd, Usage
-from engine.messages import Audio, Message
-from engine.options import GenerationOptions
-from engine.backends.vllm_wire import THINK_CLOSE, THINK_OPEN, TTS_START, ReplyDecoder, build_payload
+from stepvoice.engine.errors import ConfigError
+from stepvoice.engine.events import EngineEvent, TurnEnd, Usage
+from stepvoice.engine.messages import Audio, Message
+from stepvoice.engine.options import GenerationOptions
+from stepvoice.engine.backends.vllm_wire import THINK_CLOSE, THINK_OPEN, TTS_START, ReplyDecoder, build_payload
 
 log = logging.getLogger(__name__)
 

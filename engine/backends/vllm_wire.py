@@ -24,11 +24,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from engine.errors import AudioError
-from engine.events import EngineEvent, SpeechCodes, TextDelta, ToolCall
-from engine.messages import Audio, Message, Speech, Text
-from engine.options import GenerationOptions
-from engine.toolcall import CLOSE as TOOL_CLOSE, OPEN as TOOL_OPEN, parse_call, scan_call_end
+from stepvoice.engine.errors import AudioError
+from stepvoice.engine.events import EngineEvent, SpeechCodes, TextDelta, ToolCall
+from stepvoice.engine.messages import Audio, Message, Speech, Text
+from stepvoice.engine.options import GenerationOptions
+from stepvoice.engine.toolcall import CLOSE as TOOL_CLOSE, OPEN as TOOL_OPEN, parse_call, scan_call_end
 
 SAMPLE_RATE = 16000
 PIECE_SECONDS = 25  # the model hears at most 25 s per <audio_start> block

@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from engine.errors import StepvoiceError
-from engine.token2wav.codes import SpeechCodeError
-from engine.token2wav.config import SAMPLE_RATE
-from engine.token2wav.stream import Stream
-from engine.token2wav.token2wav import Token2Wav
-from engine.token2wav.voice import VoicePrompt
+from stepvoice.engine.errors import StepvoiceError
+from stepvoice.engine.token2wav.codes import SpeechCodeError
+from stepvoice.engine.token2wav.config import SAMPLE_RATE
+from stepvoice.engine.token2wav.stream import Stream
+from stepvoice.engine.token2wav.token2wav import Token2Wav
+from stepvoice.engine.token2wav.voice import VoicePrompt
 
 DEFAULT_VOICE_FILE = "BAC009S0764W0121.wav"  # 16 kHz Mandarin speech (AISHELL-1, Apache-2.0)
 

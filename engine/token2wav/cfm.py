@@ -12,9 +12,9 @@ import math
 import torch
 from torch import nn
 
-from engine.errors import StepvoiceError
-from engine.token2wav.config import CFMConfig
-from engine.token2wav.dit import DiT, DiTCache
+from stepvoice.engine.errors import StepvoiceError
+from stepvoice.engine.token2wav.config import CFMConfig
+from stepvoice.engine.token2wav.dit import DiT, DiTCache
 
 
 def draw_noise(channels: int, frames: int, seed: int) -> torch.Tensor:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import torch
 
-from engine.errors import StepvoiceError
-from engine.token2wav.config import load_flow_config
-from engine.token2wav.flow import CausalMaskedDiffWithXvec
-from engine.token2wav.hift import HiFTGenerator
-from engine.token2wav.voice import CAMPPLUS_FILE, TOKENIZER_FILE
-from engine.token2wav.weights import (FLOW_PT, FLOW_YAML, HIFT_PT, check_state, hift_config_from_state,
+from stepvoice.engine.errors import StepvoiceError
+from stepvoice.engine.token2wav.config import load_flow_config
+from stepvoice.engine.token2wav.flow import CausalMaskedDiffWithXvec
+from stepvoice.engine.token2wav.hift import HiFTGenerator
+from stepvoice.engine.token2wav.voice import CAMPPLUS_FILE, TOKENIZER_FILE
+from stepvoice.engine.token2wav.weights import (FLOW_PT, FLOW_YAML, HIFT_PT, check_state, hift_config_from_state,
                                       normalize_hift_keys, read_state)
 
 # (number of inputs, rank of input 0, rank of output 0)

@@ -5,8 +5,8 @@ from typing import Iterable
 
 import numpy as np
 
-from engine.errors import StepvoiceError
-from engine.token2wav.config import NUM_CODES
+from stepvoice.engine.errors import StepvoiceError
+from stepvoice.engine.token2wav.config import NUM_CODES
 
 
 class SpeechCodeError(StepvoiceError):

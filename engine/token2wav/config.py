@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from engine.errors import CheckpointError
+from stepvoice.engine.errors import CheckpointError
 
 FLOW_TAG = "!new:cosyvoice2.flow.flow.CausalMaskedDiffWithXvec"
 ENCODER_TAG = "!new:cosyvoice2.transformer.upsample_encoder_v2.UpsampleConformerEncoderV2"

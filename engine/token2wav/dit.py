@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.token2wav.config import DiTConfig
+from stepvoice.engine.token2wav.config import DiTConfig
 
 KV = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, H, frames, D)
 NORM_EPS = 1e-6  # the affine-free LayerNorms around each sub-block

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.errors import ConfigError
-from engine.token2wav.config import CFMConfig, DiTConfig, EncoderConfig, FlowConfig, HiFTConfig, dump_flow_yaml
-from engine.token2wav.flow import CausalMaskedDiffWithXvec
-from engine.token2wav.hift import HiFTGenerator
-from engine.token2wav.voice import CAMPPLUS_FILE, SPEAKER_DIM, TOKENIZER_FILE
-from engine.token2wav.weights import FLOW_PT, FLOW_YAML, HIFT_PREFIX, HIFT_PT
+from stepvoice.engine.errors import ConfigError
+from stepvoice.engine.token2wav.config import CFMConfig, DiTConfig, EncoderConfig, FlowConfig, HiFTConfig, dump_flow_yaml
+from stepvoice.engine.token2wav.flow import CausalMaskedDiffWithXvec
+from stepvoice.engine.token2wav.hift import HiFTGenerator
+from stepvoice.engine.token2wav.voice import CAMPPLUS_FILE, SPEAKER_DIM, TOKENIZER_FILE
+from stepvoice.engine.token2wav.weights import FLOW_PT, FLOW_YAML, HIFT_PREFIX, HIFT_PT
 
 SIZES = ("tiny", "small", "real")
 TOKENIZER_STRIDE = 4  # 100 feature frames/s -> 25 codes/s

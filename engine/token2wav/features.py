@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from engine.mel import mel_filters
+from stepvoice.engine.mel import mel_filters
 
 # S3Tokenizer features (16 kHz)
 TOKENIZER_SR = 16000

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.token2wav.cfm import CausalConditionalCFM
-from engine.token2wav.config import FlowConfig
-from engine.token2wav.dit import DiTCache
-from engine.token2wav.flow_encoder import EncoderCache, UpsampleConformerEncoder
+from stepvoice.engine.token2wav.cfm import CausalConditionalCFM
+from stepvoice.engine.token2wav.config import FlowConfig
+from stepvoice.engine.token2wav.dit import DiTCache
+from stepvoice.engine.token2wav.flow_encoder import EncoderCache, UpsampleConformerEncoder
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.token2wav.config import EncoderConfig
+from stepvoice.engine.token2wav.config import EncoderConfig
 
 LAYER_NORM_EPS = 1e-5  # input layer and after_norm
 BLOCK_NORM_EPS = 1e-12  # inside the Conformer blocks

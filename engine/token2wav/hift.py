@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-from engine.token2wav.config import HiFTConfig
+from stepvoice.engine.token2wav.config import HiFTConfig
 
 SNAKE_EPS = 1e-9
 POST_LRELU_SLOPE = 0.01  # the (default-slope) leaky ReLU before conv_post

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 import torch
 
-from engine.errors import StepvoiceError
-from engine.token2wav.codes import check_codes
-from engine.token2wav.flow import FlowCache
+from stepvoice.engine.errors import StepvoiceError
+from stepvoice.engine.token2wav.codes import check_codes
+from stepvoice.engine.token2wav.flow import FlowCache
 
 if TYPE_CHECKING:
-    from engine.token2wav.token2wav import Token2Wav
+    from stepvoice.engine.token2wav.token2wav import Token2Wav
 
 MEL_OVERLAP = 8  # mel frames the vocoder re-runs per chunk (160 ms)
 CACHE_TAIL_FRAMES = 100  # estimator frames kept beyond the prompt's count

@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.errors import CheckpointError, StepvoiceError
-from engine.token2wav.codes import check_codes
-from engine.token2wav.config import SAMPLE_RATE
-from engine.token2wav.flow import FlowCache
-from engine.token2wav.stream import Stream, VoiceTensors
-from engine.token2wav.voice import VoicePreparer, VoicePrompt
-from engine.token2wav.weights import load_flow, load_hift
+from stepvoice.engine.errors import CheckpointError, StepvoiceError
+from stepvoice.engine.token2wav.codes import check_codes
+from stepvoice.engine.token2wav.config import SAMPLE_RATE
+from stepvoice.engine.token2wav.flow import FlowCache
+from stepvoice.engine.token2wav.stream import Stream, VoiceTensors
+from stepvoice.engine.token2wav.voice import VoicePreparer, VoicePrompt
+from stepvoice.engine.token2wav.weights import load_flow, load_hift
 
 DEFAULT_TIMESTEPS = 10
 DEFAULT_CHUNK = 25  # codes per streamed chunk (1 s), as the official streaming

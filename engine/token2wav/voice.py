@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import AudioError, CheckpointError
-from engine.token2wav import features
-from engine.token2wav.config import NUM_CODES
+from stepvoice.engine.errors import AudioError, CheckpointError
+from stepvoice.engine.token2wav import features
+from stepvoice.engine.token2wav.config import NUM_CODES
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def read_reference(wav: str | Path | np.ndarray, sr: int | None = None) -> tuple
     """A reference clip as (16 kHz first channel, 24 kHz channel mean), trimmed to MAX_SECONDS.
 
     Arrays are taken as 16 kHz unless `sr` says otherwise."""
-    from engine.audio import check_samples, resample
+    from stepvoice.engine.audio import check_samples, resample
 
     if isinstance(wav, np.ndarray):
         data, rate, what = np.asarray(wav, dtype=np.float32), int(sr or 16000), "reference audio array"

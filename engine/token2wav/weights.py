@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.errors import CheckpointError
-from engine.token2wav.config import FlowConfig, HiFTConfig, load_flow_config
-from engine.token2wav.flow import CausalMaskedDiffWithXvec
-from engine.token2wav.hift import HiFTGenerator
+from stepvoice.engine.errors import CheckpointError
+from stepvoice.engine.token2wav.config import FlowConfig, HiFTConfig, load_flow_config
+from stepvoice.engine.token2wav.flow import CausalMaskedDiffWithXvec
+from stepvoice.engine.token2wav.hift import HiFTGenerator
 
 FLOW_YAML = "flow.yaml"
 FLOW_PT = "flow.pt"

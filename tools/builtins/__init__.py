@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tools.builtins.datetime_tool import get_date_time
-from tools.builtins.search import search
-from tools.builtins.timbre_rag import timbre_rag
-from tools.builtins.weather import get_weather
+from stepvoice.tools.builtins.datetime_tool import get_date_time
+from stepvoice.tools.builtins.search import search
+from stepvoice.tools.builtins.timbre_rag import timbre_rag
+from stepvoice.tools.builtins.weather import get_weather
 
 if TYPE_CHECKING:
-    from tools.registry import ToolRegistry
+    from stepvoice.tools.registry import ToolRegistry
 
 BUILTINS = (search, get_weather, get_date_time, timbre_rag)
 

@@ -14,11 +14,11 @@ from typing import Annotated, Optional
 
 from pydantic import Field
 
-from tools.builtins.places import timezone_of
-from tools.builtins.weather import geocode
-from tools.context import ToolContext
-from tools.decorator import ToolOutput, tool
-from tools.errors import ToolError
+from stepvoice.tools.builtins.places import timezone_of
+from stepvoice.tools.builtins.weather import geocode
+from stepvoice.tools.context import ToolContext
+from stepvoice.tools.decorator import ToolOutput, tool
+from stepvoice.tools.errors import ToolError
 
 
 @tool

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from tools.config import SearchConfig
-from tools.context import ToolContext
-from tools.decorator import ToolOutput, tool
-from tools.errors import ToolError
+from stepvoice.tools.config import SearchConfig
+from stepvoice.tools.context import ToolContext
+from stepvoice.tools.decorator import ToolOutput, tool
+from stepvoice.tools.errors import ToolError
 
 SNIPPET_CHARS = 300  # per result; keeps several results inside the result size cap
 

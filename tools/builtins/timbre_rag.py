@@ -11,9 +11,9 @@ from typing import Annotated
 
 from pydantic import Field
 
-from tools.context import ToolContext
-from tools.decorator import ToolOutput, tool
-from tools.errors import ToolError
+from stepvoice.tools.context import ToolContext
+from stepvoice.tools.decorator import ToolOutput, tool
+from stepvoice.tools.errors import ToolError
 
 
 @tool

@@ -11,10 +11,10 @@ from typing import Annotated, Any
 import httpx
 from pydantic import Field
 
-from tools.config import WeatherConfig
-from tools.context import ToolContext
-from tools.decorator import ToolOutput, tool
-from tools.errors import ToolError
+from stepvoice.tools.config import WeatherConfig
+from stepvoice.tools.context import ToolContext
+from stepvoice.tools.decorator import ToolOutput, tool
+from stepvoice.tools.errors import ToolError
 
 # WMO weather interpretation codes, as documented by Open-Meteo.
 WMO_CODES = {

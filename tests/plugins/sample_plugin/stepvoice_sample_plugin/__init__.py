@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from tools import ToolContext, ToolError, tool
+from stepvoice.tools import ToolContext, ToolError, tool
 
 
 @tool

@@ -1,5 +1,5 @@
 """An entry point may also name a single @tool function."""
-from tools import tool
+from stepvoice.tools import tool
 
 
 @tool

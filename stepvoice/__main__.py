@@ -1,0 +1,5 @@
+import sys
+
+from stepvoice.assistant.cli import main
+
+sys.exit(main())
