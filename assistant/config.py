@@ -1,11 +1,13 @@
-"""Assistant settings: a TOML file, then `STEPVOICE_*` environment variables, then flags.
+"""Assistant settings: one pydantic model, read from a TOML file, then `STEPVOICE_*` variables, then flags.
 
-The dataclasses below are the whole schema; the TOML file mirrors them
-section by section:
+The classes below are the whole schema; the TOML file mirrors them section by section:
 
     model = "stepfun-ai/Step-Audio-2-mini"
     reply = "speech"
     voice = "default"
+
+    [generation]            # the engine's own GenerationOptions
+    temperature = 0.7
 
     [tools]                 # the tools package's settings (tools.config.ToolsConfig)
     timeout_s = 10
@@ -17,102 +19,92 @@ section by section:
     [rag]
     mode = "auto"
 
-Environment variables use the upper-cased key, with `__` between a section
-and its field: `STEPVOICE_MODEL`, `STEPVOICE_TOOLS__TIMEOUT_S=5`,
-`STEPVOICE_RAG__MODE=off`. Lists in the environment are comma separated.
-Overrides (from flags) are a dict of dotted keys: `{"tools.timeout_s": 5}`.
+Environment variables use the upper-cased key, with `__` between a section and its field:
+`STEPVOICE_MODEL`, `STEPVOICE_TOOLS__TIMEOUT_S=5`, `STEPVOICE_RAG__MODE=off`. Lists in the
+environment are comma separated (or JSON). Overrides (from flags) are a dict of dotted keys:
+`{"tools.timeout_s": 5}`; a None value means "flag not given".
+
+Adding a setting is one annotated line with its default in the class it belongs to
+(`compile: bool = False` on AssistantConfig); pydantic checks its type and the env name follows.
 """
 from __future__ import annotations
 
-import dataclasses
+import contextvars
+import json
 import os
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Mapping
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from stepvoice.engine.errors import ConfigError
+from stepvoice.engine.options import GenerationOptions
+from stepvoice.tools.config import ToolsConfig
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
-import types
-import typing
-from dataclasses import dataclass, field, fields
-from typing import Any, Literal, Mapping
-
-from stepvoice.engine.errors import ConfigError
-from stepvoice.tools.config import ToolsConfig
 
 ENV_PREFIX = "STEPVOICE_"
-# Variables with the prefix that name a setting's word but are not settings (data_dir comes from STEPVOICE_HOME).
+# Variables with the prefix that are not settings (data_dir comes from STEPVOICE_HOME).
 ENV_NOT_SETTINGS = frozenset({"STEPVOICE_HOME", "STEPVOICE_CONFIG", "STEPVOICE_DEBUG"})
 
 # The official example's instruction appended after tool results.
 OFFICIAL_SUMMARY_INSTRUCTION = "\n\n\n请用口语化形式总结检索结果，简短地回答用户的问题。"
 
-
-@dataclass
-class GenerationConfig:
-    """Sampling defaults (the official chat examples); a task preset may override them."""
-
-    max_new_tokens: int = 2048
-    temperature: float = 0.7
-    top_p: float = 0.9
-    top_k: int = 0
-    repetition_penalty: float = 1.05
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        from stepvoice.engine.options import GenerationOptions
-
-        try:  # one set of rules: the engine's own options validate these values
-            GenerationOptions(**{f.name: getattr(self, f.name) for f in fields(self)})
-        except ValueError as e:
-            raise ConfigError(f"generation.{e}") from None
+# The generation section is the engine's options themselves (one rule set); the old name stays importable.
+GenerationConfig = GenerationOptions
 
 
-@dataclass
-class ToolLoopConfig:
+class Section(BaseModel):
+    """A settings table: unknown keys are errors, assignments are checked."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ToolLoopConfig(Section):
     """How the session runs the model's calls (the tools themselves are set in `[tools]`)."""
 
     enabled: bool = True
-    max_rounds: int = 4  # tool rounds per user turn; further calls are answered "limit reached"
-    timeout_s: float = 30.0  # the session's own limit per call, above the tool's own timeout
+    max_rounds: int = Field(4, ge=0)  # tool rounds per user turn; further calls are answered "limit reached"
+    timeout_s: float = Field(30.0, gt=0)  # the session's own limit per call, above the tool's own timeout
     summary_instruction: str = OFFICIAL_SUMMARY_INSTRUCTION  # appended after the last result of a round
 
-    def __post_init__(self) -> None:
-        if self.timeout_s <= 0:
-            raise ConfigError("tool_loop.timeout_s must be > 0")
-        if self.max_rounds < 0:
-            raise ConfigError("tool_loop.max_rounds must be >= 0")
 
-
-@dataclass
-class RagConfig:
+class RagConfig(Section):
     mode: Literal["auto", "off", "tool-only"] = "auto"  # auto: retrieve for every user turn
-    k: int = 3
+    k: int = Field(3, ge=1)
     min_score: float = 0.3  # hits below this similarity are not injected
     audio: bool = True  # give retrieved reference audio to the model as audio input
     max_chars: int = 2000  # per injected chunk
     transcribe_audio: bool = False  # spoken questions: an ASR pass first gives retrieval its words (costs latency)
 
-    def __post_init__(self) -> None:
-        if self.mode not in ("auto", "off", "tool-only"):
-            raise ConfigError(f"rag.mode must be auto, off or tool-only, not {self.mode!r}")
-        if self.k < 1:
-            raise ConfigError("rag.k must be >= 1")
 
-
-@dataclass
-class ContextConfig:
-    max_context_tokens: int = 16384  # the model's context (max_position_embeddings)
-    keep_last_turns: int = 4  # the newest messages are never compacted
+class ContextConfig(Section):
+    max_context_tokens: int = Field(16384, ge=64)  # the model's context (max_position_embeddings)
+    keep_last_turns: int = Field(4, ge=1)  # the newest messages are never compacted
     transcribe_audio: bool = True  # ASR pass for user audio that has no transcript when compacting
 
-    def __post_init__(self) -> None:
-        if self.max_context_tokens < 64:
-            raise ConfigError("context.max_context_tokens must be >= 64")
-        if self.keep_last_turns < 1:
-            raise ConfigError("context.keep_last_turns must be >= 1")
+
+def _env_lists(cls: type) -> Any:
+    """Before-validator for a dataclass section: list fields given as one string (env, flags) are split."""
+    def split(value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        hints = typing.get_type_hints(cls)
+        out = dict(value)
+        for key, item in value.items():
+            if isinstance(item, str) and typing.get_origin(hints.get(key)) is list:
+                text = item.strip()
+                out[key] = json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
+        return out
+    return BeforeValidator(split)
 
 
-@dataclass
-class AssistantConfig:
+class AssistantConfig(Section):
     model: str | None = None  # model spec; None = the default hub id
     device: str | None = None
     dtype: str | None = None
@@ -122,21 +114,49 @@ class AssistantConfig:
     token2wav: str | None = None  # token2wav folder; None = the checkpoint's token2wav/
     system_prompt: str | None = None  # replaces the built-in persona + tool instruction + date
     persona: str | None = None  # replaces only the persona line of the built-in system prompt
-    language: str = "zh"  # language of the built-in system prompt lines (the official ones are zh)
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
-    tools: ToolsConfig = field(default_factory=ToolsConfig)  # the tools package's own settings
-    tool_loop: ToolLoopConfig = field(default_factory=ToolLoopConfig)
-    rag: RagConfig = field(default_factory=RagConfig)
-    context: ContextConfig = field(default_factory=ContextConfig)
-
-    def __post_init__(self) -> None:
-        if self.reply not in ("text", "speech"):
-            raise ConfigError(f"reply must be text or speech, not {self.reply!r}")
-        if self.language not in ("zh", "en"):
-            raise ConfigError(f"language must be zh or en, not {self.language!r}")
+    language: Literal["zh", "en"] = "zh"  # language of the built-in system prompt lines (the official ones are zh)
+    allow_origins: list[str] = Field(default_factory=list)  # `serve`: browser origins besides its own page
+    generation: GenerationOptions = Field(default_factory=GenerationOptions)
+    tools: Annotated[ToolsConfig, _env_lists(ToolsConfig)] = Field(default_factory=ToolsConfig)
+    tool_loop: ToolLoopConfig = Field(default_factory=ToolLoopConfig)
+    rag: RagConfig = Field(default_factory=RagConfig)
+    context: ContextConfig = Field(default_factory=ContextConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump(mode="json")
+
+
+# What one load_config call reads: (toml data, environment). A context variable keeps concurrent loads apart.
+_SOURCES: contextvars.ContextVar[tuple[dict, Mapping[str, str]]] = contextvars.ContextVar("stepvoice_settings")
+
+
+class _Environment(EnvSettingsSource):
+    """STEPVOICE_* from the mapping given to load_config (os.environ by default)."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        env = _SOURCES.get()[1]
+        return {k.lower(): v for k, v in env.items()
+                if k.upper().startswith(ENV_PREFIX) and k.upper() not in ENV_NOT_SETTINGS}
+
+
+class _TomlData(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return _SOURCES.get()[0]
+
+
+class _Settings(AssistantConfig, BaseSettings):
+    """AssistantConfig filled from the sources; flags (init kwargs) > environment > TOML file > defaults."""
+
+    model_config = SettingsConfigDict(extra="forbid", env_prefix=ENV_PREFIX, env_nested_delimiter="__",
+                                      case_sensitive=False, validate_default=False)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        return (init_settings, _Environment(settings_cls), _TomlData(settings_cls))
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None,
@@ -160,173 +180,73 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, A
             raise ConfigError(f"{file}: cannot read: {e}") from None
     elif explicit:
         raise ConfigError(f"config file not found: {file}")
-    where = str(file)
-    merged = _merge({}, data)
-    for key, value in _env_settings(env).items():
-        _set_dotted(merged, key, value, "environment")
+    flags: dict[str, Any] = {}
     for key, value in (overrides or {}).items():
         if value is not None:
-            _set_dotted(merged, key, value, "flags")
-    return _build(AssistantConfig, merged, where)
+            _set_dotted(flags, key, value)
+    where = str(file) if file.is_file() else "settings"
+    token = _SOURCES.set((data, env))
+    try:
+        settings = _Settings(**flags)
+    except ValidationError as e:
+        raise ConfigError(f"{where}: {_first_error(e)}") from None
+    except ConfigError as e:  # a dataclass section's own check (tools)
+        raise ConfigError(f"{where}: {e}") from None
+    except TypeError as e:  # a required field missing (e.g. an MCP server without a command)
+        raise ConfigError(f"{where}: {e}") from None
+    finally:
+        _SOURCES.reset(token)
+    return AssistantConfig.model_construct(_fields_set=settings.model_fields_set,
+                                           **{name: getattr(settings, name) for name in AssistantConfig.model_fields})
 
 
-def _env_settings(env: Mapping[str, str]) -> dict[str, str]:
-    """Settings from `STEPVOICE_*` variables. A name that is not a top-level setting belongs to another
-    part of stepvoice (STEPVOICE_TOKEN, STEPVOICE_TEXT_EMBEDDER ...) and is left alone; a `SECTION__KEY`
-    name must name a real section and key (a typo there is an error, not silently ignored)."""
-    top = {f.name for f in dataclasses.fields(AssistantConfig)}
-    out = {}
-    for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS:
-            continue
-        key = name[len(ENV_PREFIX):].lower().replace("__", ".")
-        if key.split(".")[0] in top:
-            out[key] = value
-    return out
-
-
-def _merge(base: dict, extra: Mapping) -> dict:
-    for k, v in extra.items():
-        if isinstance(v, Mapping) and isinstance(base.get(k), dict):
-            _merge(base[k], v)
-        else:
-            base[k] = dict(v) if isinstance(v, Mapping) else v
-    return base
-
-
-def _set_dotted(data: dict, key: str, value: Any, source: str) -> None:
+def _set_dotted(data: dict, key: str, value: Any) -> None:
     parts = key.split(".")
     node = data
     for p in parts[:-1]:
         nxt = node.setdefault(p, {})
         if not isinstance(nxt, dict):
-            raise ConfigError(f"{source}: {'.'.join(parts[:-1])} is not a section")
+            raise ConfigError(f"flags: {'.'.join(parts[:-1])} is not a section")
         node = nxt
     node[parts[-1]] = value
 
 
-def _build(cls: type, data: Mapping[str, Any], where: str, prefix: str = "") -> Any:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: [{prefix.rstrip('.')}] must be a table")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown setting {prefix}{unknown[0]} (known: {', '.join(sorted(names))})")
-    kwargs = {}
-    for name, value in data.items():
-        hint = hints[name]
-        kwargs[name] = _coerce(value, hint, f"{prefix}{name}", where)
-    try:
-        return cls(**kwargs)
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from None
-    except TypeError as e:  # a required field missing (e.g. an MCP server without a command)
-        raise ConfigError(f"{where}: [{prefix.rstrip('.')}] {e}") from None
-
-
-def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
-    """Values from TOML keep their type; strings (env, flags) are converted to the field's type."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null") and type(None) in args):
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key, where)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: {key} must be one of {', '.join(map(str, args))}, not {value!r}")
-        return value
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where, f"{key}.")
-    if origin is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: {key} must be a list")
-        return [_coerce(v, args[0], f"{key}[{i}]", where) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: {key} must be a table")
-        return {str(k): _coerce(v, args[1], f"{key}.{k}", where) for k, v in value.items()}
-    try:
-        if hint is bool:
-            if isinstance(value, str):
-                low = value.strip().lower()
-                if low in ("1", "true", "yes", "on"):
-                    return True
-                if low in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            if not isinstance(value, bool):
-                raise ValueError(value)
-            return value
-        if hint is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError(value)
-            return int(value)
-        if hint is float:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
-        if hint is str:
-            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-                raise ValueError(value)
-            return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: {key} must be a {hint.__name__}, not {value!r}") from None
-    return value
+def _first_error(e: ValidationError) -> str:
+    """The first problem as `key: what`, one line."""
+    err = e.errors()[0]
+    key = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+    if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        return f"unknown setting {key}"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{key}: {msg}, not {err['input']!r}" if not isinstance(err["input"], Mapping) else f"{key}: {msg}"
 
 
 def to_toml(config: AssistantConfig) -> str:
-    """The effective settings as TOML (for `stepvoice config show`); unset values are commented out."""
-    lines: list[str] = []
-    _toml_table(config.to_dict(), "", lines)
-    return "\n".join(lines).lstrip("\n") + "\n"
+    """The effective settings as TOML (for `stepvoice config show`); unset values are listed as comments."""
+    import tomli_w
+
+    data = config.to_dict()
+    unset: list[str] = []
+    clean = _drop_none(data, "", unset)
+    head = f"# not set: {', '.join(unset)}\n" if unset else ""
+    return head + tomli_w.dumps(clean, multiline_strings=False)
 
 
-def _toml_table(table: Mapping[str, Any], name: str, lines: list[str]) -> None:
-    if name:
-        lines.extend(["", f"[{name}]"])
-    subtables = []
+def _drop_none(table: Mapping[str, Any], prefix: str, unset: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for key, value in table.items():
-        if isinstance(value, Mapping) and value:
-            subtables.append((key, value))
-        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-            subtables.append((key, value))
+        if value is None:
+            unset.append(prefix + key)
         elif isinstance(value, Mapping):
-            lines.append(f"{key} = {{}}")
+            out[key] = _drop_none(value, f"{prefix}{key}.", unset)
+        elif isinstance(value, list):
+            out[key] = [_drop_none(v, f"{prefix}{key}[].", []) if isinstance(v, Mapping) else v for v in value]
         else:
-            lines.append(_toml_line(key, value))
-    for key, value in subtables:
-        full = f"{name}.{key}" if name else key
-        if isinstance(value, list):
-            for item in value:
-                lines.extend(["", f"[[{full}]]"])
-                lines.extend(_toml_line(k, v) for k, v in item.items())
-        else:
-            _toml_table(value, full, lines)
-
-
-def _toml_line(key: str, value: Any) -> str:
-    import json
-
-    if value is None:
-        return f"# {key} = (not set)"
-    if isinstance(value, bool):
-        return f"{key} = {'true' if value else 'false'}"
-    if isinstance(value, (int, float)):
-        return f"{key} = {value}"
-    if isinstance(value, list):
-        return f"{key} = [{', '.join(json.dumps(v, ensure_ascii=False) for v in value)}]"
-    if isinstance(value, Mapping):  # inline table
-        items = ", ".join(_toml_line(json.dumps(str(k)), v) for k, v in value.items())
-        return f"{key} = {{{items}}}"
-    return f"{key} = {json.dumps(str(value), ensure_ascii=False)}"
+            out[key] = value
+    return out
 
 
 __all__ = [
     "AssistantConfig", "GenerationConfig", "ToolsConfig", "ToolLoopConfig", "RagConfig", "ContextConfig",
-    "load_config", "to_toml", "OFFICIAL_SUMMARY_INSTRUCTION",
+    "Section", "load_config", "to_toml", "OFFICIAL_SUMMARY_INSTRUCTION",
 ]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -25,6 +26,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="token2wav folder for spoken replies (default: <checkpoint>/token2wav when it exists)")
     p.add_argument("--voice", default=None, help="default voice (voice bank name)")
     p.add_argument("--no-tools", action="store_true", help="offer the model no server-side tools")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a browser origin (e.g. https://app.example.com) that may use the server besides its own "
+                        "page; repeatable; config: allow_origins")
     p.add_argument("--max-connections", type=int, default=64, help="refuse clients beyond this many (default 64)")
     p.set_defaults(handler=serve_command)
 
@@ -40,8 +44,13 @@ def serve_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be 0..65535, not {args.port}")
     if args.max_connections < 1:
         raise ConfigError("--max-connections must be >= 1")
-    server_config = ServerConfig(host=args.host, port=args.port, token=token, max_connections=args.max_connections)
+    # Checked before the model loads: a refused bind or a bad origin should not cost a load.
+    server_config = ServerConfig(host=args.host, port=args.port, token=token, max_connections=args.max_connections,
+                                 allow_origins=tuple(args.allow_origin))
     factory = build_factory(args)
+    if factory.config.allow_origins:
+        server_config = dataclasses.replace(
+            server_config, allow_origins=server_config.allow_origins + tuple(factory.config.allow_origins))
 
     def ready(server) -> None:
         host = args.host if ":" not in args.host else f"[{args.host}]"

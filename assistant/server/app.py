@@ -2,8 +2,9 @@
 
 One asyncio `websockets` server does both: plain HTTP GETs (the page, its
 script, the voice list, a health check) are answered in `process_request`
-before any WebSocket handshake; `/v1/realtime` upgrades, after the token
-check (see auth.py), to one `RealtimeConnection` per client.
+before any WebSocket handshake; `/v1/realtime` upgrades, after the Host and
+Origin checks (origin.py, on every route) and the token check (auth.py), to
+one `RealtimeConnection` per client.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from stepvoice.assistant.server.auth import authorized, check_bind, subprotocols_of
+from stepvoice.assistant.server.origin import OriginPolicy
 from stepvoice.assistant.server.realtime import Limits, RealtimeConnection, SessionFactory, TurnDetection
 
 log = logging.getLogger(__name__)
@@ -37,9 +39,11 @@ class ServerConfig:
     token: str | None = None
     limits: Limits = field(default_factory=Limits)
     max_connections: int = 64
+    allow_origins: tuple[str, ...] = ()  # browser origins besides the server's own page
 
     def __post_init__(self) -> None:
         check_bind(self.host, self.token)
+        self.origin_policy = OriginPolicy(self.host, tuple(self.allow_origins))
 
 
 def silero_endpointer(td: TurnDetection):
@@ -99,6 +103,10 @@ class RealtimeServer:
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
+        refusal = self.config.origin_policy.refusal(request.headers, self.port)
+        if refusal is not None:  # before anything else: no route answers a foreign page or host
+            log.warning("refused %s: %s", path, refusal)
+            return _text(403, "Forbidden", refusal + "\n")
         if path == REALTIME_PATH:
             if not authorized(self.config.token, request.headers, request.path, subprotocols_of(request.headers)):
                 return _text(401, "Unauthorized", "missing or wrong token\n")
