@@ -7,7 +7,6 @@ calls) built from the connection's `session.update` settings.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable
 
 from stepvoice.assistant.config import AssistantConfig
@@ -28,11 +27,10 @@ class AssistantSessions:
     def build(self, settings: SessionSettings, previous: Any = None) -> Any:
         from stepvoice.assistant.session import Session
 
-        config = dataclasses.replace(
-            self.config,
-            system_prompt=settings.instructions or self.config.system_prompt,
-            voice=settings.voice or self.config.voice,
-        )
+        config = self.config.model_copy(update={
+            "system_prompt": settings.instructions or self.config.system_prompt,
+            "voice": settings.voice or self.config.voice,
+        })
         backend = previous.backend if previous is not None else self.new_backend()
         generation = {"max_new_tokens": settings.max_output_tokens} if settings.max_output_tokens else None
         session = Session(
