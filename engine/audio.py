@@ -8,8 +8,14 @@ piece come from `engine.mel.log_mel`.
 """
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import sys
+import tempfile
+import threading
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -32,6 +38,38 @@ def _describe(src: object) -> str:
     return type(src).__name__
 
 
+_STDERR_LOCK = threading.Lock()
+# What the decoders inside libsndfile (mpg123 above all) print on fd 2 while they
+# try a corrupt file: "Note: Illegal Audio-MPEG-Header ...", "Note: Trying to resync...".
+_DECODER_NOISE = ("Note:", "Warning:", "[src/libmpg123", "[src/libout123")
+
+
+@contextlib.contextmanager
+def _decoder_stderr_captured() -> Iterator[None]:
+    """The C decoders write straight to fd 2, past Python: point fd 2 at a temp file
+    while they run and pass on afterwards only what was not theirs."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (embedded, pytest capture): nothing to hide
+        yield
+        return
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(fd)
+        os.dup2(sink.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            sink.seek(0)
+            kept = [ln for ln in sink.read().decode(errors="replace").splitlines(keepends=True)
+                    if not ln.lstrip().startswith(_DECODER_NOISE)]
+            if kept:
+                sys.stderr.write("".join(kept))
+
+
 def _read(src: str | Path | bytes) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
@@ -50,11 +88,17 @@ def _read(src: str | Path | bytes) -> tuple[np.ndarray, int]:
             raise AudioError("audio data is empty (0 bytes)")
         handle = io.BytesIO(data)
     try:
-        samples, sr = sf.read(handle, dtype="float32", always_2d=True)
+        with _decoder_stderr_captured():
+            samples, sr = sf.read(handle, dtype="float32", always_2d=True)
     except sf.LibsndfileError as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "unknown format" in msg.lower() or "format not recognised" in msg.lower():
+        low = msg.lower()
+        if "unknown format" in low or "format not recognised" in low:
             raise AudioError(f"unsupported or unrecognised audio format: {_describe(src)}") from None
+        if "does not exist or is not a regular file" in low or "error in mpeg decoder" in low:
+            # libsndfile's catch-all when a decoder gives up (we checked the file exists above)
+            raise AudioError(f"not valid audio: {_describe(src)} is corrupt or not in the format its contents "
+                             "claim (no decoder could read it)") from None
         raise AudioError(f"cannot read audio {_describe(src)}: {msg}") from None
     except (RuntimeError, ValueError, TypeError) as e:
         raise AudioError(f"cannot read audio {_describe(src)}: {e}") from None

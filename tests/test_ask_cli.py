@@ -159,3 +159,19 @@ def test_bad_inputs_fail_with_one_clear_line(tmp_path, capsys, monkeypatch):
         assert rc != 0, argv
         assert err.startswith("error: ") and err.count("\n") == 1, (argv, err)
         assert words.lower() in err.lower(), (argv, err)
+
+
+def test_corrupt_mp3_gives_one_line_naming_the_real_cause(tmp_path):
+    """libmpg123 prints 'Note: Illegal Audio-MPEG-Header' lines on fd 2 itself; none may reach the user,
+    and the error must not claim the (existing) file is missing."""
+    script = tmp_path / "s.yaml"
+    script.write_text("replies: ['x']\n")
+    rng = np.random.default_rng(3)
+    for name, data in (("noise.mp3", rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()),
+                       ("id3.mp3", b"ID3\x03\x00\x00\x00\x00\x00\x00" + rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())):
+        bad = tmp_path / name
+        bad.write_bytes(data)
+        r = run_cli("ask", "--model", f"scripted:{script}", "--audio", str(bad))
+        assert r.returncode != 0
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: not valid audio:"), r.stderr
+        assert str(bad) in r.stderr and "not exist" not in r.stderr and "Note:" not in r.stderr
