@@ -24,7 +24,7 @@ PY=${PYTHON:-python3}
 pip() { .venv/bin/python -m pip -q --disable-pip-version-check "$@"; }
 pip install --upgrade pip >/dev/null
 .venv/bin/python -c "import torch" 2>/dev/null || pip install "torch==${STEPVOICE_TORCH:-2.13.0}"
-if [ "$with_tests" = 1 ]; then pip install -e ".[test]"; else pip install -e .; fi
+if [ "$with_tests" = 1 ]; then pip install -e ".[test,eval]"; else pip install -e ".[eval]"; fi
 # s3tokenizer: speech-code reference and the default voice clip; --no-deps
 # keeps torchaudio (unneeded, and unloadable beside CPU torch) out.
 .venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('s3tokenizer') is None)" \
