@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser(
         "serve", parents=[common],
-        help="serve the Realtime API at ws://HOST:PORT/v1/realtime and a browser page at http://HOST:PORT/",
+        help="serve the Realtime API at ws://HOST:PORT/v1/realtime and a browser page at http://HOST:PORT/ "
+             "(wss:// and https:// with --tls-cert/--tls-key)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need a token)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
@@ -29,6 +30,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="a browser origin (e.g. https://app.example.com) that may use the server besides its own "
                         "page; repeatable; config: allow_origins")
+    p.add_argument("--tls-cert", default=None, metavar="FILE",
+                   help="PEM certificate: serve wss:// and https:// (the Node and browser SDKs need it)")
+    p.add_argument("--tls-key", default=None, metavar="FILE", help="PEM private key of --tls-cert")
+    p.add_argument("--voice-map", action="append", default=[], metavar="NAME=VOICE",
+                   help="map an OpenAI voice name (alloy, ash, marin ...) to a bank voice; repeatable")
     p.add_argument("--max-connections", type=int, default=64, help="refuse clients beyond this many (default 64)")
     p.set_defaults(handler=serve_command)
 
@@ -46,7 +52,7 @@ def serve_command(args: argparse.Namespace) -> int:
         raise ConfigError("--max-connections must be >= 1")
     # Checked before the model loads: a refused bind or a bad origin should not cost a load.
     server_config = ServerConfig(host=args.host, port=args.port, token=token, max_connections=args.max_connections,
-                                 allow_origins=tuple(args.allow_origin))
+                                 allow_origins=tuple(args.allow_origin), tls_cert=args.tls_cert, tls_key=args.tls_key)
     factory = build_factory(args)
     if factory.config.allow_origins:
         server_config = dataclasses.replace(
@@ -54,8 +60,9 @@ def serve_command(args: argparse.Namespace) -> int:
 
     def ready(server) -> None:
         host = args.host if ":" not in args.host else f"[{args.host}]"
-        print(f"stepvoice serving {factory.model_name}: page http://{host}:{server.port}/  "
-              f"realtime ws://{host}:{server.port}/v1/realtime", flush=True)
+        s = "s" if server_config.ssl is not None else ""
+        print(f"stepvoice serving {factory.model_name}: page http{s}://{host}:{server.port}/  "
+              f"realtime ws{s}://{host}:{server.port}/v1/realtime", flush=True)
 
     try:
         asyncio.run(run_server(factory, server_config, ready))
@@ -68,6 +75,8 @@ def build_factory(args: argparse.Namespace):
     """Backend, token2wav, tools and voice bank from flags + config, shared by every connection."""
     from stepvoice.assistant.config import load_config
     from stepvoice.assistant.server.sessions import AssistantSessions
+    from stepvoice.assistant.server.voices import parse_voice_map
+    from stepvoice.engine.errors import ConfigError
     from stepvoice.engine.backends import load_backend
 
     overrides = {k: v for k, v in {"model": args.model, "voice": args.voice, "device": args.device,
@@ -86,8 +95,12 @@ def build_factory(args: argparse.Namespace):
     token2wav = _token2wav(t2w_folder, config)
     tools = None if args.no_tools else _tools(config)
     voice_bank = _voice_bank(config, token2wav, t2w_folder)
+    try:
+        voice_map = parse_voice_map(getattr(args, "voice_map", None) or [])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     return AssistantSessions(new_backend, config=config, tools=tools, voice_bank=voice_bank, token2wav=token2wav,
-                             model_name=model_name)
+                             model_name=model_name, voice_map=voice_map)
 
 
 def _token2wav_folder(flag: str | None, spec: str | None) -> Path | None:
@@ -130,6 +143,12 @@ def _voice_bank(config, token2wav, folder: Path | None) -> Any:
         return None
     from stepvoice.assistant.paths import data_dir
 
+    from stepvoice.engine.errors import StepvoiceError
+
     prepare = token2wav.prepare_voice if token2wav is not None else None
-    return VoiceBank.open(data_dir(config.data_dir), prepare=prepare,
-                          prompt_key=prompt_key_for(folder if token2wav is not None else None))
+    try:
+        return VoiceBank.open(data_dir(config.data_dir), prepare=prepare,
+                              prompt_key=prompt_key_for(folder if token2wav is not None else None))
+    except StepvoiceError as e:  # e.g. no speaker encoder: serving needs none, only voice search does
+        log.warning("voice bank unavailable (%s): serving with the default voice only", e)
+        return None

@@ -40,10 +40,34 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     max_connections: int = 64
     allow_origins: tuple[str, ...] = ()  # browser origins besides the server's own page
+    tls_cert: str | None = None  # PEM certificate (chain): serve wss:// and https://
+    tls_key: str | None = None  # its PEM private key (may be the same file as the certificate)
 
     def __post_init__(self) -> None:
         check_bind(self.host, self.token)
+        self.ssl = tls_context(self.tls_cert, self.tls_key)
         self.origin_policy = OriginPolicy(self.host, tuple(self.allow_origins))
+
+
+def tls_context(cert: str | None, key: str | None):
+    """An SSL context for `--tls-cert/--tls-key` (None without them); a bad pair is one ConfigError line."""
+    if cert is None and key is None:
+        return None
+    import ssl
+
+    from stepvoice.engine.errors import ConfigError
+
+    if cert is None:
+        raise ConfigError("--tls-key needs --tls-cert")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert, key)
+    except FileNotFoundError as e:
+        raise ConfigError(f"TLS file not found: {e.filename}") from None
+    except (ssl.SSLError, OSError) as e:
+        raise ConfigError(f"cannot use the TLS certificate {cert} / key {key or cert}: {e}") from None
+    return ctx
 
 
 def silero_endpointer(td: TurnDetection):
@@ -79,6 +103,7 @@ class RealtimeServer:
             self.config.host,
             self.config.port,
             process_request=self._process_request,
+            ssl=self.config.ssl,
             select_subprotocol=_select_subprotocol,
             # larger than the per-append limit, so an oversized append gets an error event, not a closed socket
             max_size=limits.max_append_bytes * 2 + 1024 * 1024,

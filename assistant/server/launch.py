@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 
 from stepvoice.engine.errors import StepvoiceError
 
-ADDRESS = re.compile(r"ws://127\.0\.0\.1:(\d+)/v1/realtime")
+ADDRESS = re.compile(r"wss?://127\.0\.0\.1:(\d+)/v1/realtime")
 
 
 def spawn_server(args: Sequence[str], env: Mapping[str, str], log: Path) -> tuple[subprocess.Popen, int]:

@@ -139,19 +139,26 @@ def error_event(err: ProtocolError) -> dict[str, Any]:
 
 @dataclass
 class OutputItem:
-    """One item a response produces: an assistant message (text or audio) or a function call."""
+    """One item a response produces: an assistant message (text or audio), a client function
+    call, or a call of a tool the server runs itself (`mcp_call`, OpenAI's item for server-side tools)."""
 
     id: str
-    kind: str  # "text" | "audio" | "function_call"
+    kind: str  # "text" | "audio" | "function_call" | "mcp_call"
     text: str = ""  # the text, or the transcript of the audio
     audio_ms: float = 0.0
     call_id: str = ""
     name: str = ""
     arguments: str = ""
     status: str = "in_progress"
+    server_label: str = ""
+    output: str | None = None
+    error: dict | None = None
 
     def item(self) -> dict[str, Any]:
         """The conversation item (message content uses the output_* part types)."""
+        if self.kind == "mcp_call":
+            return {"id": self.id, "type": "mcp_call", "server_label": self.server_label, "name": self.name,
+                    "arguments": self.arguments, "output": self.output, "error": self.error}
         base = {"id": self.id, "object": "realtime.item", "status": self.status}
         if self.kind == "function_call":
             return {**base, "type": "function_call", "call_id": self.call_id, "name": self.name, "arguments": self.arguments}

@@ -1,22 +1,23 @@
 """One Realtime connection: its settings, input audio buffer, server VAD, its own
-assistant `Session`, and the response in flight. All state of the connection
-lives in one `RealtimeConnection`; the transport (app.py) feeds it text
-frames and hands it a `send` coroutine.
+assistant `Session`, its conversation items and the response in flight. All
+state of the connection lives in one `RealtimeConnection`; the transport
+(app.py) feeds it text frames and hands it a `send` coroutine.
 
-Mapping to the assistant:
-- committed audio / user message items collect as the next user turn; a
-  `response.create` (or the server VAD's end of speech) passes them to
-  `Session.respond(...)` as one `human` message;
-- engine/session events become response events: text -> `output_text.delta`,
-  spoken text -> `output_audio_transcript.delta`, `AudioChunk` ->
-  `output_audio.delta` (PCM16 24 kHz), `ToolCall` -> a `function_call` item
-  with `function_call_arguments.delta/done`, `ToolResult` (a tool the server
-  ran itself) -> a `function_call_output` item, `VoiceChanged` ->
-  `session.updated`;
-- a client-side tool's call ends the response; the client answers with a
-  `function_call_output` item and a new `response.create`;
+Mapping to the assistant (see the README's Serving section for the client view):
+- every user, assistant or system item becomes a turn of the session's history
+  when it is created (not when a response starts), so `response.create`
+  always means "answer from the conversation as it is": a greeting on an empty
+  one, a re-prompt, a continuation after function outputs;
+- history changes that arrive while a response runs (a function output, a new
+  item, a `session.update`) are applied when that response ends: the running
+  response is never cancelled or reordered by them;
+- a client-side tool's call ends the response as a `function_call` item; a
+  tool the server runs itself is an `mcp_call` item (server_label
+  "stepvoice") with its output, as OpenAI reports its own server-side tools,
+  so a client that answers every `function_call` never sees it;
 - `conversation.item.truncate` keeps only what the user heard
-  (`Session.truncate_last_reply`).
+  (`Session.truncate_last_reply`); after `speech_started` (barge-in) or a
+  truncate of the item playing, no more audio of that response is sent.
 """
 from __future__ import annotations
 
@@ -28,12 +29,15 @@ import numpy as np
 
 from stepvoice.engine.errors import StepvoiceError
 from stepvoice.engine.messages import Audio, Message, Text
+from stepvoice.assistant.server.conversation import Conversation
+from stepvoice.assistant.server.items import ItemError, message_from_item, wire_message
 from stepvoice.assistant.server.protocol import (
-    MODEL_RATE, PCM_RATE, OutputItem, ProtocolError, decode_pcm16, error_event, function_output_item, new_id, optional,
+    MODEL_RATE, PCM_RATE, ProtocolError, decode_pcm16, error_event, function_output_item, new_id,
     parse_client_event, require, resample, server_event, user_item,
 )
-from stepvoice.assistant.server.response import ResponseRun
-from stepvoice.assistant.server.settings import Limits, SessionSettings, TurnDetection, client_tools, turn_detection
+from stepvoice.assistant.server.response import ResponseRequest, ResponseRun
+from stepvoice.assistant.server.settings import Limits, SessionSettings, TurnDetection, apply_update
+from stepvoice.assistant.server.transcription import InputTranscriber
 
 __all__ = ["RealtimeConnection", "SessionLike", "SessionFactory", "Limits", "SessionSettings", "TurnDetection"]
 
@@ -44,22 +48,31 @@ class SessionLike(Protocol):
     """The part of `assistant.session.Session` a connection uses."""
 
     history: list[Message]
+    backend: Any
 
     def respond(self, user_input: Any, *, reply: str | None = None, cancel: asyncio.Event | None = None): ...
 
-    def truncate_last_reply(self, played_s: float) -> None: ...
+    def truncate_last_reply(self, played_s: float) -> Any: ...
 
-    def add_tool_output(self, call_id: str, output: str) -> None: ...
+    def add_tool_output(self, call_id: str, output: str) -> Any: ...
 
 
 class SessionFactory(Protocol):
-    """Builds the assistant session of one connection (again after `session.update`, keeping the history)."""
+    """Builds and reconfigures the assistant session of one connection (see sessions.AssistantSessions)."""
 
     model_name: str
 
     def build(self, settings: SessionSettings, previous: SessionLike | None) -> SessionLike:
-        """A session for `settings`; `previous` (after a session.update) hands over its history and backend."""
+        """A session for `settings`; `previous` hands over history, pending client calls and backend."""
         ...
+
+    def fork(self, session: SessionLike, settings: SessionSettings, history: list[Message]) -> SessionLike:
+        """A throw-away session on the same backend with its own history (out-of-band responses)."""
+        ...
+
+    def transcriber(self, session: SessionLike) -> Callable[[Audio], Awaitable[str]]: ...
+
+    def resolve_voice(self, name: str) -> str | None: ...
 
     def voices(self) -> list[str]: ...
 
@@ -76,23 +89,20 @@ class RealtimeConnection:
         self._send = send
         self.limits = limits or Limits()
         self.vad_factory = vad_factory
-        self.settings = SessionSettings()
-        self.configured = False  # audio is refused until the client has sent session.update
+        self.settings = SessionSettings()  # OpenAI's defaults: server VAD, audio out, default voice
         self.session: SessionLike | None = None
+        self._stale = False  # settings changed: rebuild the session before the next response
+        self.conversation = Conversation()
         self._audio: list[np.ndarray] = []  # uncommitted input, 24 kHz
         self._audio_samples = 0
-        self._audio_ms_total = 0.0  # input stream clock for VAD times
-        self._pending: list[Text | Audio] = []  # committed user parts not yet answered
-        self._last_user_item: str | None = None
-        self._items: dict[str, str] = {}  # item id -> type, for truncate and errors
-        self._last_reply_item: OutputItem | None = None
         self._response: asyncio.Task | None = None
-        self._response_run: ResponseRun | None = None
-        self._cancel: asyncio.Event | None = None
-        self._cancel_reason = "client_cancelled"
+        self.run: ResponseRun | None = None  # the latest response (running or done)
+        self._deferred: list[Callable[[], None]] = []  # history changes waiting for the response to end
+        self._answered: set[str] = set()  # client calls whose output is among those changes
         self._vad = None
         self._resampler = None
         self._speech_item: str | None = None
+        self.transcriber = InputTranscriber(self)
 
     # ---- plumbing ----------------------------------------------------------------------
 
@@ -104,93 +114,75 @@ class RealtimeConnection:
 
     async def handle(self, raw: str | bytes) -> None:
         """One client frame. Never raises for bad input: the client gets an `error` event."""
+        event_id = None
         try:
             event = parse_client_event(raw)
+            event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
             handler = getattr(self, "_on_" + event["type"].replace(".", "_"))
             await handler(event)
         except ProtocolError as e:
+            e.event_id = e.event_id or event_id
             await self.send(error_event(e))
         except StepvoiceError as e:  # e.g. a voice the session cannot load: the client hears why
-            await self.send(error_event(ProtocolError(str(e), "invalid_value")))
+            await self.send(error_event(ProtocolError(str(e), "invalid_value", None, event_id)))
         except Exception as e:  # a bug must not take the connection down with it
             log.exception("failed to handle a client event")
-            await self.send(error_event(ProtocolError(f"server error: {type(e).__name__}: {e}", "server_error")))
+            await self.send(error_event(ProtocolError(f"server error: {type(e).__name__}: {e}", "server_error",
+                                                      None, event_id)))
 
     async def close(self) -> None:
+        await self.transcriber.close()
         task = self._response
         if task and not task.done():
-            self._cancel.set()
+            self.run.cancel.set()
             task.cancel()
             try:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
 
-    def _ensure_session(self) -> SessionLike:
-        if self.session is None:
-            self.session = self.factory.build(self.settings, None)
-        return self.session
-
     @property
     def responding(self) -> bool:
         return self._response is not None and not self._response.done()
+
+    def _session(self) -> SessionLike:
+        """The session for the next response (built on first use, rebuilt after a settings change)."""
+        if self.session is None or self._stale:
+            self.session = self.factory.build(self.settings, self.session)
+            self._stale = False
+        return self.session
+
+    def _later(self, change: Callable[[], None]) -> None:
+        """Apply a history change now, or when the running response ends (it must not reorder it)."""
+        if self.responding:
+            self._deferred.append(change)
+        else:
+            change()
+
+    def _apply_deferred(self) -> None:
+        changes, self._deferred = self._deferred, []
+        for change in changes:
+            try:
+                change()
+            except Exception:  # one bad change must not lose the others
+                log.exception("a deferred conversation change failed")
 
     # ---- session ----------------------------------------------------------------------
 
     async def _on_session_update(self, event: dict) -> None:
         s = require(event, "session", dict)
         eid = event.get("event_id")
-        new = SessionSettings(**{k: getattr(self.settings, k) for k in SessionSettings.__dataclass_fields__})
-        if "instructions" in s:
-            new.instructions = optional(s, "instructions", str, "session.instructions")
-        if "output_modalities" in s:
-            mods = require(s, "output_modalities", list, "session.output_modalities")
-            if not mods or any(m not in ("text", "audio") for m in mods):
-                raise ProtocolError("session.output_modalities must be ['text'] or ['audio']", "invalid_value",
-                                    "session.output_modalities", eid)
-            new.output_modalities = list(mods)
-        if "max_output_tokens" in s:
-            m = s["max_output_tokens"]
-            if not (m is None or m == "inf" or (isinstance(m, int) and not isinstance(m, bool) and m >= 1)):
-                raise ProtocolError("session.max_output_tokens must be a positive integer or 'inf'", "invalid_value",
-                                    "session.max_output_tokens", eid)
-            new.max_output_tokens = None if m in (None, "inf") else m
-        if "tools" in s:
-            new.tools = client_tools(require(s, "tools", list, "session.tools"), self.limits.max_tools, eid)
-        audio = optional(s, "audio", dict, "session.audio") or {}
-        inp = optional(audio, "input", dict, "session.audio.input") or {}
-        out = optional(audio, "output", dict, "session.audio.output") or {}
-        for where, fmt in (("input", inp.get("format")), ("output", out.get("format"))):
-            if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type", "audio/pcm") == "audio/pcm"
-                                        and fmt.get("rate", PCM_RATE) == PCM_RATE):
-                raise ProtocolError(f"session.audio.{where}.format: only audio/pcm at {PCM_RATE} Hz is supported",
-                                    "unsupported_format", f"session.audio.{where}.format", eid)
-        if "turn_detection" in inp:
-            new.turn_detection = turn_detection(inp["turn_detection"], eid)
-        if "voice" in out:
-            voice = out["voice"]
-            voice = voice.get("id") if isinstance(voice, dict) else voice
-            if not isinstance(voice, str) or not voice:
-                raise ProtocolError("session.audio.output.voice must be a voice name", "invalid_value",
-                                    "session.audio.output.voice", eid)
-            known = self.factory.voices()
-            if known and voice not in known:
-                raise ProtocolError(f"unknown voice {voice!r}; available: {', '.join(known)}", "invalid_value",
-                                    "session.audio.output.voice", eid)
-            new.voice = voice
-        rebuild = (new.instructions, new.tools) != (self.settings.instructions, self.settings.tools)
-        voice_changed = new.voice != self.settings.voice
-        td_changed = new.turn_detection != self.settings.turn_detection
-        self.settings = new
-        self.configured = True
-        if self.session is not None and (rebuild or voice_changed):
-            if self.responding:
-                await self._cancel_response("client_cancelled")
-            if rebuild or not hasattr(self.session, "set_voice"):
-                self.session = self.factory.build(new, self.session)
-            else:
-                self.session.set_voice(new.voice)
-        if td_changed:
+        new, errors = apply_update(self.settings, s, limits=self.limits, resolve_voice=self.factory.resolve_voice,
+                                   voices=self.factory.voices, eid=eid)
+        for err in errors:  # one error per refused field; the rest of the update applies (as OpenAI)
+            await self.send(error_event(err))
+        old, self.settings = self.settings, new
+        if (new.instructions, new.tools, new.max_output_tokens, new.voice) != \
+                (old.instructions, old.tools, old.max_output_tokens, old.voice):
+            self._stale = True  # applied to the next response; the running one goes on as it was
+            if self.session is not None and not self.responding and new.voice != old.voice:
+                self._session()  # start preparing the new voice now
+        if new.turn_detection != old.turn_detection:
             self._vad = self._resampler = None
         await self.send(server_event("session.updated", session=new.wire(self.factory.model_name)))
 
@@ -198,17 +190,10 @@ class RealtimeConnection:
 
     async def _on_input_audio_buffer_append(self, event: dict) -> None:
         audio = require(event, "audio", str)
-        if not self.configured:
-            raise ProtocolError("send session.update before input audio (to choose the format and turn detection)",
-                                "session_not_configured", "audio", event.get("event_id"))
-        try:
-            samples = decode_pcm16(audio, self.limits.max_append_bytes)
-        except ProtocolError as e:
-            e.event_id = event.get("event_id")
-            raise
+        samples = decode_pcm16(audio, self.limits.max_append_bytes)
         if (self._audio_samples + len(samples)) / PCM_RATE > self.limits.max_buffer_s:
             raise ProtocolError(f"input audio buffer full ({self.limits.max_buffer_s:g} s): commit or clear it",
-                                "audio_too_large", "audio", event.get("event_id"))
+                                "audio_too_large", "audio")
         self._audio.append(samples)
         self._audio_samples += len(samples)
         if self.settings.turn_detection is not None:
@@ -216,10 +201,11 @@ class RealtimeConnection:
 
     async def _on_input_audio_buffer_commit(self, event: dict) -> None:
         if self._audio_samples < PCM_RATE // 10:  # less than 100 ms is not a turn
-            raise ProtocolError("input audio buffer has less than 100 ms of audio", "input_audio_buffer_commit_empty",
-                                None, event.get("event_id"))
+            raise ProtocolError("input audio buffer has less than 100 ms of audio", "input_audio_buffer_commit_empty")
         pcm = np.concatenate(self._audio)
         self._clear_audio()
+        if self._vad is not None:
+            self._vad.reset()
         await self._commit(resample(pcm, PCM_RATE, MODEL_RATE))
 
     async def _on_input_audio_buffer_clear(self, event: dict) -> None:
@@ -234,13 +220,15 @@ class RealtimeConnection:
 
     async def _commit(self, samples16k: np.ndarray, item_id: str | None = None) -> None:
         item_id = item_id or new_id("item")
-        self._pending.append(Audio(samples16k.astype(np.float32)))
-        prev, self._last_user_item = self._last_user_item, item_id
-        self._items[item_id] = "user"
-        await self.send(server_event("input_audio_buffer.committed", item_id=item_id, previous_item_id=prev))
+        message = Message("human", [Audio(samples16k.astype(np.float32))])
         item = user_item(item_id, None, has_audio=True)
+        entry, prev = self.conversation.add(item, [message])
+        self._later(lambda: self._append_history(message))
+        await self.send(server_event("input_audio_buffer.committed", item_id=item_id, previous_item_id=prev))
         await self.send(server_event("conversation.item.added", item=item, previous_item_id=prev))
         await self.send(server_event("conversation.item.done", item=item, previous_item_id=prev))
+        if self.settings.transcription is not None:
+            self.transcriber.submit(item_id)
 
     async def _detect(self, samples24k: np.ndarray) -> None:
         """Server VAD: speech start (barge-in) and end (commit + respond)."""
@@ -256,6 +244,8 @@ class RealtimeConnection:
             kind = type(ev).__name__
             if kind == "SpeechStart":
                 self._speech_item = new_id("item")
+                if td.interrupt_response and self.responding:
+                    self.run.mute()  # no audio delta goes out after speech_started
                 await self.send(server_event("input_audio_buffer.speech_started",
                                              audio_start_ms=int(ev.t * 1000), item_id=self._speech_item))
                 if td.interrupt_response and self.responding:
@@ -268,131 +258,174 @@ class RealtimeConnection:
                 self._clear_audio()
                 await self._commit(ev.samples, item_id)
                 if td.create_response and not self.responding:
-                    await self._start_response({})
+                    await self._start_response(ResponseRequest())
             elif kind == "SpeechDropped":
                 self._speech_item = None
 
     # ---- conversation -----------------------------------------------------------------
 
+    def _append_history(self, message: Message, after: Message | None = None, at_root: bool = False) -> None:
+        """Add a turn to the session's history in place (the session keeps its reply alignment)."""
+        history = self._session().history
+        if at_root:
+            history.insert(0, message)
+        elif after is not None and any(m is after for m in history):
+            history.insert(next(i for i, m in enumerate(history) if m is after) + 1, message)
+        else:
+            history.append(message)
+
     async def _on_conversation_item_create(self, event: dict) -> None:
         item = require(event, "item", dict)
-        eid = event.get("event_id")
-        itype = item.get("type")
-        if itype == "function_call_output":
-            call_id = require(item, "call_id", str, "item.call_id")
-            output = require(item, "output", str, "item.output")
-            if self.responding:
-                raise ProtocolError("wait for the response to finish before sending function_call_output",
-                                    "conversation_already_has_active_response", "item", eid)
-            try:
-                self._ensure_session().add_tool_output(call_id, output)
-            except Exception as e:  # an unknown call id, a call that was not a client tool
-                raise ProtocolError(f"cannot add the output of call {call_id!r}: {e}", "invalid_value", "item.call_id", eid) from None
-            item_id = item.get("id") if isinstance(item.get("id"), str) else new_id("item")
-            self._items[item_id] = "function_call_output"
-            done = function_output_item(item_id, call_id, output)
-            await self.send(server_event("conversation.item.added", item=done, previous_item_id=None))
-            await self.send(server_event("conversation.item.done", item=done, previous_item_id=None))
-            return
-        if itype != "message" or item.get("role") != "user":
-            raise ProtocolError("only user messages and function_call_output items can be created",
-                                "unsupported_item", "item.type", eid)
-        content = require(item, "content", list, "item.content")
-        texts: list[str] = []
-        audio: list[np.ndarray] = []
-        for i, part in enumerate(content):
-            ptype = part.get("type") if isinstance(part, dict) else None
-            if ptype in ("input_text", "text"):
-                texts.append(require(part, "text", str, f"item.content[{i}].text"))
-            elif ptype == "input_audio":
-                if not self.configured:
-                    raise ProtocolError("send session.update before input audio", "session_not_configured",
-                                        f"item.content[{i}]", eid)
-                pcm = decode_pcm16(require(part, "audio", str, f"item.content[{i}].audio"), self.limits.max_append_bytes)
-                audio.append(resample(pcm, PCM_RATE, MODEL_RATE))
-            else:
-                raise ProtocolError(f"item.content[{i}]: type must be input_text or input_audio", "invalid_value",
-                                    f"item.content[{i}].type", eid)
-        text = "".join(texts)
-        if len(text) > self.limits.max_text_chars:
-            raise ProtocolError(f"text too long: at most {self.limits.max_text_chars} characters", "invalid_value",
-                                "item.content", eid)
-        if not text and not audio:
-            raise ProtocolError("the message has no content", "invalid_value", "item.content", eid)
-        self._pending += [Audio(a) for a in audio] + ([Text(text)] if text else [])
-        item_id = item.get("id") if isinstance(item.get("id"), str) else new_id("item")
-        prev, self._last_user_item = self._last_user_item, item_id
-        self._items[item_id] = "user"
-        done = user_item(item_id, text, has_audio=bool(audio))
-        await self.send(server_event("conversation.item.added", item=done, previous_item_id=prev))
-        await self.send(server_event("conversation.item.done", item=done, previous_item_id=prev))
+        itype = item.get("type", "message")
+        handler = getattr(self, f"_create_{itype}", None) if isinstance(itype, str) else None
+        if handler is None:
+            raise ProtocolError(f"item.type {itype!r} cannot be created (message or function_call_output)",
+                                "invalid_value", "item.type")
+        prev = event.get("previous_item_id")
+        if prev is not None and prev != "root" and (not isinstance(prev, str) or prev not in self.conversation):
+            raise ProtocolError(f"previous_item_id {prev!r} is not in this conversation", "item_not_found",
+                                "previous_item_id")
+        item_id = item.get("id") if isinstance(item.get("id"), str) and item.get("id") else new_id("item")
+        if item_id in self.conversation:
+            raise ProtocolError(f"an item with id {item_id!r} already exists", "invalid_value", "item.id")
+        await handler(item, item_id, prev)
+
+    async def _create_message(self, item: dict, item_id: str, prev: str | None) -> None:
+        try:
+            message = message_from_item(item, self.limits)
+        except ItemError as e:
+            raise ProtocolError(str(e), "invalid_value", e.param) from None
+        wire = wire_message(item_id, item)
+        at_end = prev is None or prev == self.conversation.last_id
+        anchor = None if at_end or prev == "root" else self.conversation.history_anchor(prev)
+        entry, previous = self.conversation.add(wire, [message], after=None if prev == "root" else prev, at_end=at_end)
+        self._later(lambda: self._append_history(message, anchor, at_root=prev == "root"))
+        await self.send(server_event("conversation.item.added", item=wire, previous_item_id=previous))
+        await self.send(server_event("conversation.item.done", item=wire, previous_item_id=previous))
+
+    async def _create_function_call_output(self, item: dict, item_id: str, prev: str | None) -> None:
+        call_id = require(item, "call_id", str, "item.call_id")
+        output = require(item, "output", str, "item.output")
+        pending = self.factory.pending_calls(self.session) if self.session is not None else []
+        waiting = [c for c in pending if c not in self._answered]
+        if call_id not in waiting:
+            raise ProtocolError(f"no pending client tool call {call_id!r} (pending: {', '.join(waiting) or 'none'})",
+                                "invalid_value", "item.call_id")
+        self._answered.add(call_id)  # its output may wait for the running response to end
+        done = function_output_item(item_id, call_id, output)
+        entry, previous = self.conversation.add(done)
+
+        def add() -> None:
+            self._answered.discard(call_id)
+            session = self._session()
+            session.add_tool_output(call_id, output)
+            entry.messages = list(session.history[-1:])
+
+        self._later(add)
+        await self.send(server_event("conversation.item.added", item=done, previous_item_id=previous))
+        await self.send(server_event("conversation.item.done", item=done, previous_item_id=previous))
+
+    async def _on_conversation_item_retrieve(self, event: dict) -> None:
+        item_id = require(event, "item_id", str)
+        entry = self.conversation.get(item_id)
+        if entry is None:
+            raise ProtocolError(f"no item {item_id!r} in this conversation", "item_not_found", "item_id")
+        await self.send(server_event("conversation.item.retrieved", item=entry.item))
+
+    async def _on_conversation_item_delete(self, event: dict) -> None:
+        item_id = require(event, "item_id", str)
+        if item_id not in self.conversation:
+            raise ProtocolError(f"no item {item_id!r} in this conversation", "item_not_found", "item_id")
+        if self.responding and any(o.id == item_id for o in self.run.output):
+            raise ProtocolError("the item belongs to the response in progress: cancel it first",
+                                "conversation_already_has_active_response", "item_id")
+        entry = self.conversation.remove(item_id)
+
+        def drop() -> None:
+            if entry.messages and self.session is not None:
+                gone = {id(m) for m in entry.messages}
+                self.session.history[:] = [m for m in self.session.history if id(m) not in gone]
+
+        self._later(drop)
+        await self.send(server_event("conversation.item.deleted", item_id=item_id))
 
     async def _on_conversation_item_truncate(self, event: dict) -> None:
-        eid = event.get("event_id")
         item_id = require(event, "item_id", str)
         content_index = require(event, "content_index", int)
         audio_end_ms = require(event, "audio_end_ms", int)
-        if item_id not in self._items:
-            raise ProtocolError(f"no item {item_id!r} in this conversation", "item_not_found", "item_id", eid)
-        if self.responding and self._response_run is not None and self._response_run.current is not None \
-                and self._response_run.current.id == item_id:
-            await self._cancel_response("client_cancelled")  # the client stopped playing the reply in progress
-        last = self._last_reply_item
-        if last is None or last.id != item_id:
-            raise ProtocolError("only the latest assistant reply can be truncated", "invalid_value", "item_id", eid)
+        entry = self.conversation.get(item_id)
+        if entry is None:
+            raise ProtocolError(f"no item {item_id!r} in this conversation", "item_not_found", "item_id")
+        item = entry.item
+        if item.get("type") != "message" or item.get("role") != "assistant":
+            raise ProtocolError("only assistant message items can be truncated", "invalid_value", "item_id")
+        content = item.get("content") or []
+        playing = self.responding and self.run.current is not None and self.run.current.id == item_id
+        if not playing and not (0 <= content_index < len(content) and content[content_index].get("type") == "output_audio"):
+            raise ProtocolError(f"content_index {content_index} is not an audio part of item {item_id!r}",
+                                "invalid_value", "content_index")
+        if playing and content_index != 0:
+            raise ProtocolError(f"content_index {content_index} is not an audio part of item {item_id!r}",
+                                "invalid_value", "content_index")
         if audio_end_ms < 0:
-            raise ProtocolError("audio_end_ms must be >= 0", "invalid_value", "audio_end_ms", eid)
-        played = min(audio_end_ms, int(last.audio_ms)) if last.kind == "audio" else audio_end_ms
-        self._ensure_session().truncate_last_reply(played / 1000.0)
+            raise ProtocolError("audio_end_ms must be >= 0", "invalid_value", "audio_end_ms")
+        if playing:
+            self.run.mute()  # the client stopped playing it: nothing more of it is sent
+            await self._cancel_response("client_cancelled")
+        if audio_end_ms > round(entry.audio_ms):
+            raise ProtocolError(f"audio_end_ms {audio_end_ms} is beyond the item's audio ({round(entry.audio_ms)} ms)",
+                                "invalid_value", "audio_end_ms")
+        heard_text = ""
+        offset = self.conversation.audio_before(item_id)
+        if offset is not None and self.session is not None:
+            kept = self.session.truncate_last_reply((offset + audio_end_ms) / 1000.0)
+            heard_text = kept.plain_text if kept is not None and audio_end_ms > 0 else ""
+        item["content"] = [{"type": "output_audio", "transcript": heard_text}]
         await self.send(server_event("conversation.item.truncated", item_id=item_id, content_index=content_index,
-                                     audio_end_ms=played))
-
-    async def _on_conversation_item_delete(self, event: dict) -> None:
-        raise ProtocolError("conversation.item.delete is not supported by stepvoice", "unsupported_event", "type",
-                            event.get("event_id"))
-
-    async def _on_conversation_item_retrieve(self, event: dict) -> None:
-        raise ProtocolError("conversation.item.retrieve is not supported by stepvoice", "unsupported_event", "type",
-                            event.get("event_id"))
+                                     audio_end_ms=audio_end_ms))
 
     async def _on_output_audio_buffer_clear(self, event: dict) -> None:
-        raise ProtocolError("output_audio_buffer.clear is WebRTC-only; use response.cancel", "unsupported_event", "type",
-                            event.get("event_id"))
+        raise ProtocolError("output_audio_buffer.clear is WebRTC-only; use response.cancel", "unsupported_event", "type")
 
     # ---- responses --------------------------------------------------------------------
 
     async def _on_response_create(self, event: dict) -> None:
-        params = optional(event, "response", dict, "response") or {}
+        params = event.get("response")
+        if params is not None and not isinstance(params, dict):
+            raise ProtocolError("'response' must be an object", "invalid_value", "response")
         if self.responding:
             raise ProtocolError("a response is already in progress: cancel it first",
-                                "conversation_already_has_active_response", None, event.get("event_id"))
-        mods = params.get("output_modalities")
-        if mods is not None and (not isinstance(mods, list) or not mods or any(m not in ("text", "audio") for m in mods)):
-            raise ProtocolError("response.output_modalities must be ['text'] or ['audio']", "invalid_value",
-                                "response.output_modalities", event.get("event_id"))
-        await self._start_response(params)
+                                "conversation_already_has_active_response")
+        request = ResponseRequest.parse(params or {}, self)
+        await self._start_response(request)
 
     async def _on_response_cancel(self, event: dict) -> None:
         if not self.responding:
-            raise ProtocolError("no response is in progress", "response_cancel_not_active", None, event.get("event_id"))
+            raise ProtocolError("no response is in progress", "response_cancel_not_active")
+        self.run.mute()
         await self._cancel_response("client_cancelled")
 
     async def _cancel_response(self, reason: str) -> None:
-        self._cancel_reason = reason
-        self._cancel.set()
+        self.run.cancel_reason = reason
+        self.run.cancel.set()
         try:
             await asyncio.wait_for(asyncio.shield(self._response), timeout=10)
         except asyncio.TimeoutError:
             self._response.cancel()
 
-    async def _start_response(self, params: dict) -> None:
-        session = self._ensure_session()
-        mods = params.get("output_modalities") or self.settings.output_modalities
-        reply = "speech" if "audio" in mods else "text"
-        parts, self._pending = self._pending, []
-        user_input = Message("human", list(parts)) if parts else None
-        self._cancel = asyncio.Event()
-        self._cancel_reason = "client_cancelled"
-        run = self._response_run = ResponseRun(self, new_id("resp"), list(mods))
-        self._response = asyncio.create_task(run.run(session, user_input, reply, self._cancel))
+    async def _start_response(self, request: ResponseRequest) -> None:
+        self._apply_deferred()
+        session = self._session()
+        if request.out_of_band:
+            history = request.history(self) if request.input is not None else list(session.history)
+            session = self.factory.fork(session, self.settings, history)
+        run = self.run = ResponseRun(self, request, session)
+        self._response = asyncio.create_task(self._respond(run))
         await asyncio.sleep(0)  # let response.created go out before the next client event is handled
+
+    async def _respond(self, run: ResponseRun) -> None:
+        try:
+            await run.run()
+        finally:
+            self._apply_deferred()
+            self.transcriber.wake()

@@ -3,19 +3,26 @@
 Shared by all connections: the tool registry, the voice bank, token2wav and
 (except for the scripted fake engine, whose script is per connection) the
 backend. Per connection: the Session (history, voice, pending client tool
-calls) built from the connection's `session.update` settings.
+calls) built from the connection's `session.update` settings. A settings
+change builds the next response's Session from the previous one: history,
+pending client tool calls (a handoff's `session.update` arrives before the
+call's output) and the backend carry over.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Awaitable, Callable, Iterator, Mapping
 
 from stepvoice.assistant.config import AssistantConfig
-from stepvoice.assistant.server.realtime import SessionSettings
+from stepvoice.assistant.server.settings import SessionSettings
+from stepvoice.assistant.server.voices import VoiceMap
+from stepvoice.engine.messages import Audio, Message
 
 
 class AssistantSessions:
     def __init__(self, new_backend: Callable[[], Any], *, config: AssistantConfig | None = None, tools: Any = None,
-                 voice_bank: Any = None, token2wav: Any = None, retriever: Any = None, model_name: str = "step-audio-2-mini"):
+                 voice_bank: Any = None, token2wav: Any = None, retriever: Any = None, model_name: str = "step-audio-2-mini",
+                 voice_map: Mapping[str, str] | None = None, asr_backend: Callable[[Any], Any] | None = None):
         self.new_backend = new_backend
         self.config = config or AssistantConfig()
         self.tools = tools
@@ -23,6 +30,10 @@ class AssistantSessions:
         self.token2wav = token2wav
         self.retriever = retriever
         self.model_name = model_name
+        self.voice_map = VoiceMap(voice_map)
+        # The backend input transcription runs on (default: the one answering). Tests give the
+        # scripted engine a second script here, so transcripts do not consume the replies.
+        self.asr_backend = asr_backend or (lambda backend: backend)
 
     def build(self, settings: SessionSettings, previous: Any = None) -> Any:
         from stepvoice.assistant.session import Session
@@ -39,9 +50,45 @@ class AssistantSessions:
         )
         if previous is not None:
             session.history = list(previous.history)
+            _pending(session).update(_pending(previous))  # a call made before the update is still answerable
         if session.speech_out is not None:
             session.speech_out.warm_in_background()  # the voice's stream start, before the first response
         return session
+
+    def fork(self, session: Any, settings: SessionSettings, history: list[Message]) -> Any:
+        """An out-of-band session: same backend and settings, its own history, nothing pending."""
+        forked = self.build(settings, None if session is None else _Carrier(session.backend))
+        forked.history = list(history)
+        return forked
+
+    @contextmanager
+    def overrides(self, session: Any, *, instructions: str | None = None,
+                  max_output_tokens: int | None = None) -> Iterator[None]:
+        """`response.create`'s instructions / max_output_tokens for one response only."""
+        saved_config, saved_generation = session.config, dict(session.generation)
+        if instructions is not None:
+            session.config = session.config.model_copy(update={"system_prompt": instructions})
+        if max_output_tokens is not None:
+            session.generation["max_new_tokens"] = max_output_tokens
+        try:
+            yield
+        finally:
+            session.config = saved_config
+            session.generation.clear()
+            session.generation.update(saved_generation)
+
+    def transcriber(self, session: Any) -> Callable[[Audio], Awaitable[str]]:
+        """Input transcription: the model's ASR preset on the session's (or the ASR) backend."""
+        from stepvoice.assistant.transcribe import Transcriber
+
+        return Transcriber(self.asr_backend(session.backend))
+
+    def pending_calls(self, session: Any) -> list[str]:
+        """Ids of client tool calls still waiting for their output."""
+        return list(_pending(session))
+
+    def resolve_voice(self, name: str) -> str | None:
+        return self.voice_map.resolve(name, self.voices())
 
     def voices(self) -> list[str]:
         """Names a client may pick (empty: any name is passed on to the session)."""
@@ -49,3 +96,21 @@ class AssistantSessions:
             return ["default"] if self.token2wav is not None else []
         names = [getattr(v, "name", v) for v in self.voice_bank.list()]
         return names if "default" in names else ["default", *names]
+
+
+class _Carrier:
+    """Hands a backend to `build` without a history or pending calls."""
+
+    history: list = []
+
+    def __init__(self, backend: Any):
+        self.backend = backend
+        self.pending_client_calls: dict = {}
+
+
+def _pending(session: Any) -> dict:
+    """The session's pending client calls (by call id)."""
+    calls = getattr(session, "pending_client_calls", None)
+    if calls is None:  # after the session split: kept by its ClientCalls
+        calls = session.client_calls.pending
+    return calls
