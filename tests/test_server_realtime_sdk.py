@@ -1,158 +1,287 @@
-"""Contract test: the official `openai` SDK's realtime client against `stepvoice serve` on loopback.
+"""Contract test: the official `openai` Python SDK's realtime client against the server
+`stepvoice serve` runs (real session factory, real Session, scripted engine, fake
+token2wav) over wss:// with a self-signed certificate.
 
 Every server event is validated against the SDK's own pydantic types
 (`openai.types.realtime.RealtimeServerEvent`), so a wrong name or a missing
-field fails here.
+field fails here. The flows are the ones a Realtime app relies on: greeting
+without input, out-of-band response, history seeding, a text turn, a naive
+"answer every function_call" loop while a server tool runs, truncate,
+retrieve/delete, cancel, a re-prompt; and (second test) streamed audio with
+the default server VAD and no session.update, input transcription and barge-in.
 """
 from __future__ import annotations
 
 import asyncio
-import base64
+import json
 
 import numpy as np
+import openai
 import pytest
+import soundfile as sf
+import soxr
+from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter
 
-openai = pytest.importorskip("openai")
-from openai.types.realtime import RealtimeServerEvent  # noqa: E402
-
-from stepvoice.engine.messages import Audio, Message, Text  # noqa: E402
-from server_support import FakeFactory, LoopbackServer, SAMPLES_PER_CODE, pcm16_b64  # noqa: E402
+from stepvoice.assistant.server.app import silero_endpointer
+from server_support import LoopbackServer, of, pcm16_b64, pcm_of, scripted_sessions, self_signed, text_of, weather_tools
 
 EVENT = TypeAdapter(RealtimeServerEvent)
 
+GREETING = {"text": "Hello, how can I help?", "speech_codes": list(range(10, 40))}  # 30 codes = 1200 ms
 REPLIES = [
-    {"text": "Hello there friend"},  # text turn
-    {"text": "I heard you", "speech_codes": list(range(10, 22))},  # audio turn (spoken)
-    {"text": "", "tool_calls": [{"name": "get_location", "arguments": {"precise": True}}]},  # client tool
-    {"text": "You are in Paris"},  # after the client's output
-    {"text": "", "tool_calls": [{"name": "get_weather", "arguments": {"location": "Paris"}}]},  # server tool
-    {"text": "Sunny"},
-    {"text": "A long spoken answer", "speech_codes": list(range(100, 150))},  # to truncate
+    GREETING,
+    {"text": "Summary: nothing yet"},  # out of band
+    {"text": "Nice to meet you"},  # after seeding
+    {"text": "", "tool_calls": [{"name": "get_location", "arguments": {"precise": True}},
+                                {"name": "get_weather", "arguments": {"location": "Paris"}}]},
+    {"text": "You are in Paris and it is sunny"},
+    {"text": "A long spoken answer about the sea", "speech_codes": list(range(100, 150))},  # 2000 ms, truncated
+    {"text": " ".join(["word"] * 200), "delay_ms": 5},  # cancelled
+    {"text": "Anything else?"},  # re-prompt after an assistant turn
 ]
 
 
+@pytest.fixture(scope="module")
+def token2wav(fake_token2wav):
+    from stepvoice.engine.token2wav import Token2Wav
+
+    return Token2Wav.from_dir(fake_token2wav)
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    return self_signed(tmp_path_factory.mktemp("tls"))
+
+
 @pytest.fixture
-def served():
-    factory = FakeFactory(REPLIES, server_tools={"get_weather": lambda location: f"sunny in {location}"})
-    server = LoopbackServer(factory)
-    yield server, factory
-    server.close()
+def trust(cert, monkeypatch):
+    """Clients trust the self-signed certificate the way the README says (SSL_CERT_FILE)."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert[0]))
 
 
-async def recv(conn) -> dict:
-    raw = await asyncio.wait_for(conn.recv_bytes(), 10)
-    EVENT.validate_json(raw)  # strict: the SDK's model of this event type must accept it
-    import json
+class Recorder:
+    """Reads and type-checks server events; keeps them all."""
 
-    return json.loads(raw)
+    def __init__(self, conn):
+        self.conn = conn
+        self.all: list[dict] = []
+
+    async def next(self, timeout: float = 20) -> dict:
+        raw = await asyncio.wait_for(self.conn.recv_bytes(), timeout)
+        EVENT.validate_json(raw)  # the SDK's model of this event type must accept it
+        ev = json.loads(raw)
+        self.all.append(ev)
+        return ev
+
+    async def until(self, etype: str, errors_ok: bool = False) -> list[dict]:
+        events = []
+        while True:
+            ev = await self.next()
+            events.append(ev)
+            assert errors_ok or ev["type"] != "error", ev
+            if ev["type"] == etype:
+                return events
 
 
-async def until(conn, etype: str) -> list[dict]:
-    events = []
-    while True:
-        ev = await recv(conn)
-        events.append(ev)
-        assert ev["type"] != "error", ev
-        if ev["type"] == etype:
-            return events
-
-
-def of(events, etype):
-    return [e for e in events if e["type"] == etype]
-
-
-def test_sdk_text_audio_tools_and_truncate(served):
-    server, factory = served
+def test_sdk_flows_over_wss(token2wav, cert, trust):
+    factory = scripted_sessions(REPLIES, tools=weather_tools(), token2wav=token2wav)
+    server = LoopbackServer(factory, tls=cert)
+    assert server.ws_base.startswith("wss://")
     client = openai.AsyncOpenAI(api_key="unused-on-loopback", websocket_base_url=server.ws_base)
 
     async def go():
         async with client.realtime.connect(model="step-audio-2-mini") as conn:
-            created = await recv(conn)
+            r = Recorder(conn)
+            created = await r.next()
             assert created["type"] == "session.created"
+            td = created["session"]["audio"]["input"]["turn_detection"]
+            assert td["type"] == "server_vad" and td["create_response"] and td["interrupt_response"]  # OpenAI's default
+            assert created["session"]["output_modalities"] == ["audio"]
 
-            # --- text turn
-            await conn.session.update(session={"type": "realtime", "instructions": "Be brief.", "output_modalities": ["text"],
-                                               "tools": [{"type": "function", "name": "get_location", "description": "Where the user is",
-                                                          "parameters": {"type": "object", "properties": {"precise": {"type": "boolean"}}}}]})
-            updated = await until(conn, "session.updated")
-            assert updated[-1]["session"]["instructions"] == "Be brief."
-            await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]})
-            await until(conn, "conversation.item.done")
+            # --- greeting: response.create on an empty conversation
             await conn.response.create()
-            events = await until(conn, "response.done")
-            assert "".join(e["delta"] for e in of(events, "response.output_text.delta")) == "Hello there friend"
-            assert of(events, "response.output_text.done")[0]["text"] == "Hello there friend"
+            events = await r.until("response.done")
+            assert events[-1]["response"]["status"] == "completed"
+            assert text_of(events, "response.output_audio_transcript.delta") == GREETING["text"]
+            assert len(pcm_of(events)) == 30 * 960  # 30 codes, 40 ms each at 24 kHz
+            greeting_id = of(events, "response.output_item.done")[-1]["item"]["id"]
+            assert of(events, "conversation.item.added")[0]["previous_item_id"] is None
+
+            # --- out-of-band: own context, instructions, metadata; the conversation is untouched
+            await conn.response.create(response={
+                "conversation": "none", "output_modalities": ["text"], "instructions": "Summarise.",
+                "metadata": {"purpose": "summary"},
+                "input": [{"type": "item_reference", "id": greeting_id},
+                          {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "summary?"}]}]})
+            events = await r.until("response.done")
             done = events[-1]["response"]
-            assert done["status"] == "completed" and done["output"][0]["content"][0]["text"] == "Hello there friend"
-            session = factory.sessions[-1]
-            assert session.settings.instructions == "Be brief."
-            assert [t["function"]["name"] for t in session.settings.tools] == ["get_location"]
-            assert isinstance(session.inputs[0], Message) and session.inputs[0].plain_text == "hi"
+            assert done["status"] == "completed" and done["metadata"] == {"purpose": "summary"}
+            assert done["conversation_id"] is None and not of(events, "conversation.item.added")
+            assert text_of(events) == "Summary: nothing yet" and not of(events, "response.output_audio.delta")
+            prompt, _ = factory.backends[0].requests[-1]
+            assert prompt[0].plain_text == "Summarise."
+            assert [m.role for m in prompt if m.role != "tool_json_schemas"][1:] == ["assistant", "human"]
+            assert prompt[-1].plain_text == "summary?"
 
-            # --- audio turn: 0.5 s of PCM16 24 kHz in, spoken reply (transcript + PCM16 24 kHz) out
-            await conn.session.update(session={"type": "realtime", "output_modalities": ["audio"],
-                                               "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}, "turn_detection": None},
-                                                         "output": {"voice": "narrator"}}})
-            await until(conn, "session.updated")
-            t = np.arange(12000) / 24000
-            tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-            for chunk in np.split(tone, 4):
-                await conn.input_audio_buffer.append(audio=pcm16_b64(chunk))
-            await conn.input_audio_buffer.commit()
-            committed = await until(conn, "input_audio_buffer.committed")
-            await conn.response.create()
-            events = await until(conn, "response.done")
-            assert "".join(e["delta"] for e in of(events, "response.output_audio_transcript.delta")) == "I heard you"
-            pcm = b"".join(base64.b64decode(e["delta"]) for e in of(events, "response.output_audio.delta"))
-            audio_out = np.frombuffer(pcm, "<i2").astype(np.float32) / 32767
-            assert len(audio_out) == 12 * SAMPLES_PER_CODE  # 12 codes, 40 ms each at 24 kHz
-            expected = factory.sessions[-1].synth.stream(None).push(list(range(10, 22)))
-            np.testing.assert_allclose(audio_out, expected, atol=2e-4)
-            heard = factory.sessions[-1].inputs[-1]
-            assert isinstance(heard.content[0], Audio) and abs(len(heard.content[0].samples) - 8000) <= 16  # 16 kHz
-            assert factory.sessions[-1].voice == "narrator"
-            assert events[-1]["response"]["output"][0]["content"][0] == {"type": "output_audio", "transcript": "I heard you"}
-            assert committed[-1]["item_id"]
+            # --- session.update: an unknown voice is one error, the rest of the update applies
+            await conn.session.update(session={
+                "type": "realtime", "instructions": "Be brief.", "output_modalities": ["text"],
+                "audio": {"output": {"voice": "nobody"}},
+                "tools": [{"type": "function", "name": "get_location", "description": "Where the user is",
+                           "parameters": {"type": "object", "properties": {"precise": {"type": "boolean"}}}}]})
+            events = await r.until("session.updated", errors_ok=True)
+            errors = of(events, "error")
+            assert len(errors) == 1 and errors[0]["error"]["param"] == "session.audio.output.voice"
+            assert events[-1]["session"]["instructions"] == "Be brief."
+            assert [t["name"] for t in events[-1]["session"]["tools"]] == ["get_location"]
+            await conn.session.update(session={"type": "realtime", "audio": {"output": {"voice": "marin"}}})
+            events = await r.until("session.updated")
+            assert events[-1]["session"]["audio"]["output"]["voice"] == "marin"  # echoed; spoken by a bank voice
 
-            # --- client-side tool round trip
-            await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
-            await until(conn, "session.updated")
-            await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "where am I?"}]})
+            # --- history seeding: system + assistant + user items, chained by previous_item_id
+            seeded = []
+            for role, kind, text in (("system", "input_text", "The user is called Ada."),
+                                     ("assistant", "output_text", "Hi Ada."), ("user", "input_text", "Hello!")):
+                await conn.conversation.item.create(item={"type": "message", "role": role,
+                                                          "content": [{"type": kind, "text": text}]})
+                seeded.append((await r.until("conversation.item.done"))[-1])
+            assert seeded[0]["previous_item_id"] == greeting_id
+            assert [s["previous_item_id"] for s in seeded[1:]] == [s["item"]["id"] for s in seeded[:-1]]
             await conn.response.create()
-            events = await until(conn, "response.done")
-            args_done = of(events, "response.function_call_arguments.done")[0]
-            assert (args_done["name"], args_done["arguments"]) == ("get_location", '{"precise": true}')
-            call_item = events[-1]["response"]["output"][-1]
-            assert call_item["type"] == "function_call" and call_item["call_id"] == args_done["call_id"]
-            await conn.conversation.item.create(item={"type": "function_call_output", "call_id": args_done["call_id"], "output": '{"city": "Paris"}'})
-            await until(conn, "conversation.item.done")
-            await conn.response.create()
-            events = await until(conn, "response.done")
-            assert "".join(e["delta"] for e in of(events, "response.output_text.delta")) == "You are in Paris"
-            assert factory.sessions[-1].tool_outputs == {args_done["call_id"]: '{"city": "Paris"}'}
+            events = await r.until("response.done")
+            assert text_of(events) == "Nice to meet you"
+            assert of(events, "conversation.item.added")[0]["previous_item_id"] == seeded[-1]["item"]["id"]
+            prompt, _ = factory.backends[0].requests[-1]
+            assert prompt[0].plain_text == "Be brief."
+            assert [(m.role, m.plain_text) for m in prompt[-3:]] == [
+                ("system", "The user is called Ada."), ("assistant", "Hi Ada."), ("human", "Hello!")]
 
-            # --- server-side tool: the call and its output are shown, then the answer, in one response
-            await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "weather?"}]})
+            # --- a naive client that answers every function_call, while a server tool also runs
+            await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                      "content": [{"type": "input_text", "text": "where and weather?"}]})
             await conn.response.create()
-            events = await until(conn, "response.done")
-            outputs = [e["item"] for e in of(events, "conversation.item.done") if e["item"]["type"] == "function_call_output"]
-            assert [o["output"] for o in outputs] == ["sunny in Paris"]
-            assert "".join(e["delta"] for e in of(events, "response.output_text.delta")) == "Sunny"
-            kinds = [o["type"] for o in events[-1]["response"]["output"]]
-            assert kinds == ["function_call", "message"]
+            rounds = 0
+            while True:
+                events = await r.until("response.done")
+                done = events[-1]["response"]
+                assert done["status"] == "completed", done
+                calls = [o for o in done["output"] if o["type"] == "function_call"]
+                if not calls:
+                    break
+                rounds += 1
+                for call in calls:  # the naive loop: every function_call gets an output
+                    await conn.conversation.item.create(item={"type": "function_call_output", "call_id": call["call_id"],
+                                                              "output": json.dumps({"city": "Paris"})})
+                await conn.response.create()
+            assert rounds == 1 and text_of(events) == "You are in Paris and it is sunny"
+            mcp = [e["item"] for e in r.all if e["type"] == "response.output_item.done" and e["item"]["type"] == "mcp_call"]
+            assert len(mcp) == 1 and mcp[0]["name"] == "get_weather" and "sunny in Paris" in mcp[0]["output"]
+            assert mcp[0]["server_label"] == "stepvoice"
 
-            # --- truncate: the user heard only 200 ms of a 2 s spoken reply
+            # --- truncate: the user heard 400 ms of a 2 s spoken reply
             await conn.response.create(response={"output_modalities": ["audio"]})
-            events = await until(conn, "response.done")
+            events = await r.until("response.done")
             item_id = of(events, "response.output_item.done")[-1]["item"]["id"]
-            await conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=200)
-            truncated = await until(conn, "conversation.item.truncated")
-            assert truncated[-1]["audio_end_ms"] == 200 and truncated[-1]["item_id"] == item_id
-            assert factory.sessions[-1].truncations == [0.2]
-            # beyond what was sent: clipped to the audio the reply had (50 codes = 2000 ms)
-            await conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=60000)
-            truncated = await until(conn, "conversation.item.truncated")
-            assert truncated[-1]["audio_end_ms"] == 2000
+            await conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=400)
+            assert (await r.until("conversation.item.truncated"))[-1]["audio_end_ms"] == 400
+            await conn.send({"type": "conversation.item.retrieve", "item_id": item_id})
+            retrieved = (await r.until("conversation.item.retrieved"))[-1]["item"]
+            heard = retrieved["content"][0]["transcript"]
+            assert heard and len(heard) < len(REPLIES[5]["text"]) and REPLIES[5]["text"].startswith(heard.strip())
+            # validated as OpenAI does: beyond the audio, or not an audio part -> error, nothing changes
+            for bad in ({"audio_end_ms": 60000, "content_index": 0}, {"audio_end_ms": 100, "content_index": 3}):
+                await conn.conversation.item.truncate(item_id=item_id, **bad)
+                err = (await r.until("error", errors_ok=True))[-1]
+                assert err["error"]["code"] == "invalid_value"
 
-    asyncio.run(go())
+            # --- delete: gone from the conversation (and from what the model sees next)
+            await conn.conversation.item.delete(item_id=seeded[1]["item"]["id"])
+            assert (await r.until("conversation.item.deleted"))[-1]["item_id"] == seeded[1]["item"]["id"]
+            await conn.send({"type": "conversation.item.retrieve", "item_id": seeded[1]["item"]["id"]})
+            assert (await r.until("error", errors_ok=True))[-1]["error"]["code"] == "item_not_found"
+
+            # --- cancel: no delta after response.cancel's response.done
+            await conn.response.create()
+            await r.until("response.output_text.delta")
+            await conn.response.cancel()
+            events = await r.until("response.done")
+            assert events[-1]["response"]["status"] == "cancelled"
+            assert len(text_of(events).split()) < 200
+
+            # --- re-prompt: response.create after an assistant turn, no new input
+            await conn.response.create()
+            events = await r.until("response.done")
+            assert events[-1]["response"]["status"] == "completed" and text_of(events) == "Anything else?"
+            prompt, _ = factory.backends[0].requests[-1]
+            assert "Hi Ada." not in [m.plain_text for m in prompt]  # the deleted item
+            assert not of(r.all, "error") or all(e["error"]["code"] in ("invalid_value", "item_not_found")
+                                                   for e in of(r.all, "error"))
+
+    try:
+        asyncio.run(go())
+    finally:
+        server.close()
+
+
+def speech_24k(path) -> np.ndarray:
+    x, sr = sf.read(str(path), dtype="float32")
+    return soxr.resample(x, sr, 24000).astype(np.float32)
+
+
+def test_sdk_audio_with_default_vad_transcription_and_barge_in(token2wav, cert, trust, espeak_wav):
+    speech = speech_24k(espeak_wav("Please tell me a long story about the sea."))
+    silence = np.zeros(24000, np.float32)
+    replies = [{"text": "Sure.", "speech_codes": list(range(25))},
+               {"text": " ".join(["wave"] * 150), "speech_codes": list(range(600)), "delay_ms": 10},
+               {"text": "Okay.", "speech_codes": [5, 6, 7, 8]}]
+    factory = scripted_sessions(replies, token2wav=token2wav, asr_replies=["please tell me a story"] * 3)
+    server = LoopbackServer(factory, vad_factory=silero_endpointer, tls=cert)
+    client = openai.AsyncOpenAI(api_key="x", websocket_base_url=server.ws_base)
+
+    async def stream(conn, samples):
+        for i in range(0, len(samples), 2400):  # 100 ms appends, faster than real time
+            await conn.input_audio_buffer.append(audio=pcm16_b64(samples[i:i + 2400]))
+
+    async def go():
+        async with client.realtime.connect(model="stepvoice") as conn:
+            r = Recorder(conn)
+            await r.until("session.created")
+            # --- no session.update at all: the microphone is just streamed, server VAD answers
+            await stream(conn, np.concatenate([silence[:12000], speech, silence]))
+            events = await r.until("response.done")
+            kinds = [e["type"] for e in events]
+            assert kinds.index("input_audio_buffer.speech_started") < kinds.index("input_audio_buffer.speech_stopped") \
+                < kinds.index("input_audio_buffer.committed") < kinds.index("response.created")
+            assert events[-1]["response"]["status"] == "completed" and len(pcm_of(events)) == 25 * 960
+            user_item = of(events, "input_audio_buffer.committed")[0]["item_id"]
+
+            # --- input transcription, once asked for: off the reply's path, for the next committed turn
+            await conn.session.update(session={"type": "realtime", "audio": {"input": {
+                "transcription": {"model": "gpt-4o-mini-transcribe"}}}})
+            await r.until("session.updated")
+
+            # --- barge-in: the user speaks over a long reply
+            await stream(conn, np.concatenate([speech, silence]))
+            await r.until("response.output_audio.delta")
+            await stream(conn, np.concatenate([speech, silence]))
+            events = await r.until("response.done")
+            started = [i for i, e in enumerate(events) if e["type"] == "input_audio_buffer.speech_started"]
+            assert started and not of(events[started[0]:], "response.output_audio.delta")  # nothing after speech_started
+            assert events[-1]["response"]["status"] == "cancelled"
+            assert events[-1]["response"]["status_details"]["reason"] == "turn_detected"
+            events = await r.until("response.done")
+            assert events[-1]["response"]["status"] == "completed"
+            assert text_of(events, "response.output_audio_transcript.delta") == "Okay."
+            done = await r.until("conversation.item.input_audio_transcription.completed")
+            assert done[-1]["transcript"] == "please tell me a story"
+            transcribed = done[-1]["item_id"]
+            assert transcribed != user_item  # the first turn came before transcription was on
+            await conn.send({"type": "conversation.item.retrieve", "item_id": transcribed})
+            item = (await r.until("conversation.item.retrieved"))[-1]["item"]
+            assert item["content"][0]["transcript"] == "please tell me a story"
+
+    try:
+        asyncio.run(go())
+    finally:
+        server.close()

@@ -65,15 +65,21 @@ class AssistantSessions:
     def overrides(self, session: Any, *, instructions: str | None = None,
                   max_output_tokens: int | None = None) -> Iterator[None]:
         """`response.create`'s instructions / max_output_tokens for one response only."""
-        saved_config, saved_generation = session.config, dict(session.generation)
+        # the request builder (after the session split) reads its own reference to the config
+        holders = [h for h in (session, getattr(session, "request", None)) if h is not None and hasattr(h, "config")]
+        saved = [(h, h.config) for h in holders]
+        saved_generation = dict(session.generation)
         if instructions is not None:
-            session.config = session.config.model_copy(update={"system_prompt": instructions})
+            config = session.config.model_copy(update={"system_prompt": instructions})
+            for h in holders:
+                h.config = config
         if max_output_tokens is not None:
             session.generation["max_new_tokens"] = max_output_tokens
         try:
             yield
         finally:
-            session.config = saved_config
+            for h, config in saved:
+                h.config = config
             session.generation.clear()
             session.generation.update(saved_generation)
 
