@@ -108,6 +108,8 @@ class AssistantConfig(Section):
     model: str | None = None  # model spec; None = the default hub id
     device: str | None = None
     dtype: str | None = None
+    compile: Literal["auto", "on", "off"] = "auto"  # compiled decode step (#11): auto = on CUDA
+    quantize: Literal["none", "int8", "int4"] = "none"  # weight-only quantization of the LLM (#11)
     data_dir: str | None = None
     reply: Literal["text", "speech"] = "text"
     voice: str | None = None  # voice bank name; None = the default voice

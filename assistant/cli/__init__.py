@@ -18,7 +18,7 @@ COMMAND_MODULES = ("model", "ask", "chat", "run", "voices", "index", "tools", "s
 
 
 def common_parser() -> argparse.ArgumentParser:
-    """Flags every command takes (placed after the command name)."""
+    """Flags every command takes, before or after the command name (`build_parser` makes that work)."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("common")
     g.add_argument("--data-dir", default=None, help="where indexes, voices and logs live (env STEPVOICE_HOME)")
@@ -30,11 +30,25 @@ def common_parser() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="stepvoice", description="Agent runtime for Step-Audio 2 mini: speech in, text and speech out, tools."
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from stepvoice import __version__
+
     common = common_parser()
+    # The common flags are accepted before the command too (`stepvoice --device cpu ask ...`). They are
+    # SUPPRESSed at parse time so the subcommand's unset flags do not overwrite ones given before it;
+    # `main` puts the real defaults back afterwards.
+    defaults = {}
+    for action in common._actions:
+        if action.dest != "help":
+            defaults[action.dest] = action.default
+            action.default = argparse.SUPPRESS
+    parser = argparse.ArgumentParser(
+        prog="stepvoice", parents=[common],
+        description="Agent runtime for Step-Audio 2 mini: speech in, text and speech out, tools.",
+        epilog="First try: stepvoice chat --text   (stepvoice doctor checks this machine)",
+    )
+    parser.add_argument("--version", action="version", version=f"stepvoice {__version__}")
+    parser._stepvoice_common_defaults = defaults  # type: ignore[attr-defined]
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(f"stepvoice.assistant.cli.{name}")
@@ -49,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for dest, default in parser._stepvoice_common_defaults.items():  # type: ignore[attr-defined]
+        if not hasattr(args, dest):
+            setattr(args, dest, default)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

@@ -1,13 +1,14 @@
 """`stepvoice ask`: one question (text and/or audio), one answer, with tools, retrieval and voice.
 
-Prints the answer, or with `--json` one object: text, speech_codes,
+Streams the answer to stdout as it is generated (`--no-stream`: all at once at the end),
+or with `--json` prints one object: text, speech_codes,
 tool_calls (name, arguments, result), token_ids, prompt_token_ids, voice,
 audio (the wav written by `--speak`), usage.
 """
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Callable
 
 TASK_CHOICES = ("chat", "asr", "translate", "caption", "paralinguistic", "think")
 
@@ -15,13 +16,15 @@ TASK_CHOICES = ("chat", "asr", "translate", "caption", "paralinguistic", "think"
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("ask", parents=[common], help="ask one question (text or audio); print or speak the answer")
     p.add_argument("--model", help="checkpoint folder, hub id, vllm+http://HOST:PORT or scripted:FILE.yaml")
-    p.add_argument("--text", help="the question (or an instruction that goes with --audio)")
+    p.add_argument("--text", help="the question (or an instruction that goes with --audio); "
+                                  "without --text and --audio the question is read from stdin")
     p.add_argument("--audio", help="an audio file to ask with (wav, flac, ogg, mp3)")
     p.add_argument("--speak", metavar="OUT.wav", help="answer in speech and write it to this wav file")
     p.add_argument("--voice", help="voice bank name to speak with")
     p.add_argument("--task", choices=TASK_CHOICES, default="chat", help="task preset (official prompts)")
     p.add_argument("--target-lang", help="target language for --task translate (en, zh, ja, ...)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-stream", action="store_true", help="print the answer once it is complete")
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--temperature", type=float, help="0 = greedy")
     p.add_argument("--top-p", type=float)
@@ -47,13 +50,16 @@ def ask(args: argparse.Namespace) -> int:
 
     from stepvoice.assistant.assembly import load_parts
     from stepvoice.assistant.cli.config import common_overrides
+    from stepvoice.assistant.cli.render import ReplyPrinter
     from stepvoice.assistant.config import load_config
     from stepvoice.assistant.session import Session
     from stepvoice.engine.errors import StepvoiceError
     from stepvoice.engine.messages import Audio, Message, Text
 
+    if not args.text and not args.audio and not sys.stdin.isatty():
+        args.text = sys.stdin.read().strip()  # `echo hi | stepvoice ask`
     if not args.text and not args.audio:
-        raise StepvoiceError("nothing to ask: give --text, --audio or both")
+        raise StepvoiceError("nothing to ask: give --text, --audio or both (or pipe the question to stdin)")
     if args.text is not None and not args.text.strip() and not args.audio:
         raise StepvoiceError("the question is empty")
     speak = Path(args.speak) if args.speak else None
@@ -76,7 +82,10 @@ def ask(args: argparse.Namespace) -> int:
     session = Session(parts.backend, config=cfg, tools=parts.tools, retriever=parts.retriever,
                       voice_bank=parts.voice_bank, token2wav=parts.token2wav, voice=args.voice, task=args.task,
                       target_lang=args.target_lang, generation=sampling_flags(args))
-    result = asyncio.run(one_turn(session, Message("human", parts_of_message), reply))
+    printer = None if args.json or args.no_stream else ReplyPrinter(sys.stdout, sys.stderr)
+    result = asyncio.run(one_turn(session, Message("human", parts_of_message), reply, on_event=printer))
+    if printer is not None:
+        printer.end_line()
     end = result.end
     audio_path = None
     problems = list(parts.notes) if speak is not None else []
@@ -102,7 +111,7 @@ def ask(args: argparse.Namespace) -> int:
             "task": args.task,
             "notes": problems,
         }, ensure_ascii=False))
-    else:
+    elif printer is None:
         for call in result.tool_calls():  # what the model did, beside (not in) the answer
             state = "ok" if call["ok"] else "failed"
             print(f"[{call['name']}({json.dumps(call['arguments'], ensure_ascii=False)}): {state}]", file=sys.stderr)
@@ -117,8 +126,9 @@ def ask(args: argparse.Namespace) -> int:
     return 0
 
 
-async def one_turn(session: Any, message: Any, reply: str) -> Any:
-    """Run one respond() with the registry's MCP servers connected for its duration."""
+async def one_turn(session: Any, message: Any, reply: str, on_event: Callable[[Any], None] | None = None) -> Any:
+    """Run one respond() with the registry's MCP servers connected for its duration; `on_event` sees
+    each event as it arrives (the streamed answer)."""
     import time
 
     from stepvoice.assistant.turn_result import TurnResult
@@ -131,6 +141,8 @@ async def one_turn(session: Any, message: Any, reply: str) -> Any:
         start = time.perf_counter()
         async for event in session.respond(message, reply=reply):
             result.add(event, start)
+            if on_event is not None:
+                on_event(event)
         return result
     finally:
         if registry is not None and hasattr(registry, "aclose"):

@@ -1,9 +1,10 @@
-"""`stepvoice chat`: talk with the model through a microphone and speaker.
+"""`stepvoice chat`: talk with the model through a microphone and speaker, or type (`--text`).
 
 Listens with Silero VAD, answers aloud while still generating, stops when the
 user talks over it (with --headphones; on open speakers the mic is muted while
 the assistant speaks). --input-file plays wav files into the loop instead of a
 microphone (and --record keeps what the speaker got), without any sound device.
+--text is a typed chat in the terminal (assistant/cli/text_chat.py).
 """
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from typing import Any
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    p = subparsers.add_parser("chat", parents=[common], help="voice chat through the microphone and speaker")
+    p = subparsers.add_parser("chat", parents=[common], help="chat by voice (microphone and speaker) or --text")
+    p.add_argument("--text", action="store_true",
+                   help="typed chat in the terminal (reads lines from stdin when it is piped)")
+    p.add_argument("--speak", action="store_true", help="with --text: also play the replies on the speaker")
     p.add_argument("--model", help="checkpoint folder, hub id, vllm+http://HOST:PORT or scripted:FILE.yaml")
     p.add_argument("--input-device", help="microphone: index or part of its name (see --list-devices)")
     p.add_argument("--output-device", help="speaker: index or part of its name")
@@ -53,6 +57,10 @@ def chat(args: argparse.Namespace) -> int:
 
         print(format_devices())
         return 0
+    if args.speak and not args.text:
+        raise StepvoiceError("--speak goes with --text (a voice chat always speaks)")
+    if args.text:
+        return _text_chat(args)
     if args.record and not args.input_file:
         raise StepvoiceError("--record works with --input-file (a live speaker is not recorded)")
     if args.echo_cancel:
@@ -100,9 +108,45 @@ def _open_audio(args: argparse.Namespace) -> Any:
     from stepvoice.assistant.audio_io.devices import find_device
     from stepvoice.assistant.audio_io.portaudio import SoundDeviceAudio
 
-    find_device(args.input_device, "input")
-    find_device(args.output_device, "output")
+    from stepvoice.engine.errors import AudioError
+
+    try:
+        find_device(args.input_device, "input")
+        find_device(args.output_device, "output")
+    except AudioError as e:  # no sound device: say what works without one
+        raise AudioError(f"{e}; without a microphone, type with `stepvoice chat --text` "
+                         "or play wav files with `--input-file FILE.wav`") from None
     return SoundDeviceAudio(args.input_device, args.output_device)
+
+
+def _text_chat(args: argparse.Namespace) -> int:
+    import sys
+    import time
+
+    from stepvoice.assistant.assembly import load_parts
+    from stepvoice.assistant.cli.config import common_overrides
+    from stepvoice.assistant.cli.text_chat import run_text_chat
+    from stepvoice.assistant.config import load_config
+    from stepvoice.assistant.paths import data_dir
+    from stepvoice.assistant.session import Session
+    from stepvoice.assistant.transcript import save_conversation
+
+    cfg = load_config(args.config_file, {**common_overrides(args), "model": args.model, "voice": args.voice})
+    parts = load_parts(cfg, tools=not args.no_tools, speech=args.speak)
+    for note in parts.notes:
+        print(f"note: {note}", file=sys.stderr)
+    session = Session(parts.backend, config=cfg, tools=parts.tools, retriever=parts.retriever,
+                      voice_bank=parts.voice_bank, token2wav=parts.token2wav, voice=args.voice)
+    home = data_dir(cfg.data_dir)
+    home.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    try:
+        return run_text_chat(session, speak=args.speak, output_device=args.output_device,
+                             history_file=home / "chat_history.txt")
+    finally:
+        if session.history:
+            saved = save_conversation(session.history, home / "conversations" / f"chat-{stamp}.json")
+            print(f"conversation saved to {saved}", file=sys.stderr)
 
 
 async def _run(loop: Any, push_to_talk: bool) -> None:
