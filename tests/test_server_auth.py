@@ -16,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 from stepvoice.assistant.server.app import ServerConfig
 from stepvoice.assistant.server.auth import authorized, check_bind, is_loopback
 from stepvoice.engine.errors import ConfigError
-from server_support import FakeFactory, LoopbackServer
+from server_support import LoopbackServer, scripted_sessions
 
 
 def test_bind_policy():
@@ -45,9 +45,16 @@ def test_token_sources():
     assert not authorized("t0k", none, "/v1/realtime?token=nope", [])
 
 
+class Bank:
+    """The one part of a voice bank the voice list reads (no clips needed to list names)."""
+
+    def list(self):
+        return ["default", "narrator"]
+
+
 @pytest.fixture
 def guarded():
-    server = LoopbackServer(FakeFactory([]), ServerConfig(host="127.0.0.1", port=0, token="s3cret"))
+    server = LoopbackServer(scripted_sessions([], voice_bank=Bank()), ServerConfig(host="127.0.0.1", port=0, token="s3cret"))
     yield server
     server.close()
 

@@ -10,12 +10,12 @@ from websockets.asyncio.client import connect
 
 from stepvoice.assistant.server.app import ServerConfig
 from stepvoice.assistant.server.realtime import Limits
-from server_support import FakeFactory, LoopbackServer, pcm16_b64
+from server_support import LoopbackServer, pcm16_b64, scripted_sessions
 
 
 @pytest.fixture
 def served():
-    factory = FakeFactory([{"text": "still here"}])
+    factory = scripted_sessions([{"text": "still here"}])
     server = LoopbackServer(factory, ServerConfig(port=0, limits=Limits(max_append_bytes=48000, max_buffer_s=3)))
     yield server
     server.close()
@@ -31,6 +31,8 @@ async def expect_error(ws, frame, code: str) -> dict:
     assert ev["type"] == "error", ev
     assert ev["error"]["code"] == code, ev
     assert ev["error"]["message"]
+    if isinstance(frame, str) and '"session.update"' in frame:  # validated field by field: the rest still applies
+        assert (await next_event(ws))["type"] == "session.updated"
     return ev
 
 
@@ -44,10 +46,12 @@ def test_bad_messages_get_errors_and_the_connection_survives(served):
             ev = await expect_error(ws, json.dumps({"type": "session.explode", "event_id": "e1"}), "invalid_event")
             assert ev["error"]["event_id"] == "e1" and ev["error"]["param"] == "type"
             await expect_error(ws, json.dumps({"no": "type"}), "invalid_event")
-            # audio before session.update
-            await expect_error(ws, json.dumps({"type": "input_audio_buffer.append", "audio": pcm16_b64(np.zeros(2400))}),
-                               "session_not_configured")
-            await ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"]}}))
+            # audio before any session.update is accepted (OpenAI's defaults); VAD off from here on
+            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": pcm16_b64(np.zeros(2400))}))
+            await ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
+            assert (await next_event(ws))["type"] == "input_audio_buffer.cleared"
+            await ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"],
+                                                                            "audio": {"input": {"turn_detection": None}}}}))
             assert (await next_event(ws))["type"] == "session.updated"
             # oversized: one append above the per-append limit (48000 bytes = 1 s)
             await expect_error(ws, json.dumps({"type": "input_audio_buffer.append", "audio": pcm16_b64(np.zeros(24001))}),
@@ -67,8 +71,10 @@ def test_bad_messages_get_errors_and_the_connection_survives(served):
             await expect_error(ws, json.dumps({"type": "conversation.item.truncate", "item_id": "nope", "content_index": 0,
                                                "audio_end_ms": 5}), "item_not_found")
             await expect_error(ws, json.dumps({"type": "conversation.item.truncate", "item_id": "x"}), "invalid_value")
+            await expect_error(ws, json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "tool",
+                                                                                              "content": []}}), "invalid_value")
             await expect_error(ws, json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "assistant",
-                                                                                              "content": []}}), "unsupported_item")
+                                                                                              "content": []}}), "invalid_value")
             await expect_error(ws, json.dumps({"type": "conversation.item.create", "item": {"type": "function_call_output",
                                                                                               "call_id": "c9", "output": "x"}}), "invalid_value")
             await expect_error(ws, json.dumps({"type": "session.update", "session": {"audio": {"output": {"voice": "nobody"}}}}),
@@ -79,7 +85,12 @@ def test_bad_messages_get_errors_and_the_connection_survives(served):
                                "invalid_value")
             await expect_error(ws, json.dumps({"type": "session.update", "session": {"tools": [{"type": "function", "name": "bad name!"}]}}),
                                "invalid_value")
-            await expect_error(ws, json.dumps({"type": "conversation.item.delete", "item_id": "x"}), "unsupported_event")
+            await expect_error(ws, json.dumps({"type": "conversation.item.delete", "item_id": "x"}), "item_not_found")
+            ev = await expect_error(ws, json.dumps({"type": "session.update", "event_id": "e7",
+                                                    "session": {"audio": {"input": {"turn_detection": {"type": "server_vad",
+                                                                                                         "threshold": "high"}}}}}),
+                                    "invalid_value")
+            assert ev["error"]["event_id"] == "e7"  # nested-field errors name the event too
             # after all that, a normal turn still works on the same connection
             await ws.send(json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
                                                                                    "content": [{"type": "input_text", "text": "hi"}]}}))
@@ -98,7 +109,7 @@ def test_bad_messages_get_errors_and_the_connection_survives(served):
 
 
 def test_second_response_while_one_runs_is_refused_and_cancel_works():
-    factory = FakeFactory([{"text": " ".join(["word"] * 200), "delay_ms": 5}])
+    factory = scripted_sessions([{"text": " ".join(["word"] * 200), "delay_ms": 5}])
     server = LoopbackServer(factory)
     try:
         async def go():
@@ -131,25 +142,28 @@ def test_second_response_while_one_runs_is_refused_and_cancel_works():
 def test_failures_inside_the_server_become_error_events():
     from stepvoice.engine.errors import StepvoiceError
 
-    class Broken(FakeFactory):
-        def build(self, settings, previous):
-            if settings.voice == "narrator":
-                raise StepvoiceError("voice 'narrator' has no prepared prompt")
-            if settings.instructions == "crash":
-                raise RuntimeError("boom")
-            return super().build(settings, previous)
+    # the real factory, made to fail where a voice cannot load or a bug hides in building a session
+    factory = scripted_sessions([{"text": "fine"}])
+    build = factory.build
 
-    server = LoopbackServer(Broken([{"text": "fine"}]))
+    def broken(settings, previous):
+        if settings.instructions == "bad voice":
+            raise StepvoiceError("voice 'narrator' has no prepared prompt")
+        if settings.instructions == "crash":
+            raise RuntimeError("boom")
+        return build(settings, previous)
+
+    factory.build = broken
+    server = LoopbackServer(factory)
     try:
         async def go():
             async with connect(server.ws_base + "/realtime") as ws:
                 await next_event(ws)
-                await ws.send(json.dumps({"type": "session.update", "session": {"audio": {"output": {"voice": "narrator"}}}}))
+                await ws.send(json.dumps({"type": "session.update", "session": {"instructions": "bad voice"}}))
                 assert (await next_event(ws))["type"] == "session.updated"
                 ev = await expect_error(ws, json.dumps({"type": "response.create"}), "invalid_value")
                 assert "no prepared prompt" in ev["error"]["message"]
-                await ws.send(json.dumps({"type": "session.update", "session": {"instructions": "crash",
-                                                                                "audio": {"output": {"voice": "default"}}}}))
+                await ws.send(json.dumps({"type": "session.update", "session": {"instructions": "crash"}}))
                 assert (await next_event(ws))["type"] == "session.updated"
                 ev = await expect_error(ws, json.dumps({"type": "response.create"}), "server_error")
                 assert ev["error"]["type"] == "server_error" and "boom" in ev["error"]["message"]

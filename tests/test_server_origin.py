@@ -19,7 +19,7 @@ from websockets.exceptions import InvalidStatus
 from stepvoice.assistant.server.app import ServerConfig
 from stepvoice.assistant.server.origin import OriginPolicy, normalize_origin
 from stepvoice.engine.errors import ConfigError
-from server_support import FakeFactory, LoopbackServer
+from server_support import LoopbackServer, scripted_sessions
 from test_web_page import DevTools, chromium, free_port, page_target
 
 REPLIES = [{"text": "hello"}] * 4
@@ -82,7 +82,7 @@ def raw_get(port: int, path: str, host: str, origin: str | None = None) -> int:
 
 @pytest.fixture
 def server():
-    srv = LoopbackServer(FakeFactory(REPLIES))
+    srv = LoopbackServer(scripted_sessions(REPLIES))
     yield srv
     srv.close()
 
@@ -117,7 +117,7 @@ def test_websocket_handshake_checks_origin_and_host(server):
 
 def test_allowed_origin_may_connect():
     allowed = "https://voice.example.com"
-    srv = LoopbackServer(FakeFactory(REPLIES), ServerConfig(port=0, allow_origins=(allowed,)))
+    srv = LoopbackServer(scripted_sessions(REPLIES), ServerConfig(port=0, allow_origins=(allowed,)))
     try:
         async def first(origin):
             try:

@@ -11,7 +11,7 @@ import soxr
 from websockets.asyncio.client import connect
 
 from stepvoice.assistant.server.app import silero_endpointer
-from server_support import FakeFactory, LoopbackServer, pcm16_b64
+from server_support import LoopbackServer, pcm16_b64, scripted_sessions
 
 
 def speech_24k(path) -> np.ndarray:
@@ -34,11 +34,14 @@ async def events_until(ws, etype: str) -> list[dict]:
             return out
 
 
-def test_vad_turns_autorespond_and_barge_in(espeak_wav):
+def test_vad_turns_autorespond_and_barge_in(espeak_wav, fake_token2wav):
+    from stepvoice.engine.token2wav import Token2Wav
+
     speech = speech_24k(espeak_wav("Please tell me a long story about the sea."))
     silence = np.zeros(24000, np.float32)
     long_reply = {"text": " ".join(["wave"] * 300), "speech_codes": list(range(300)), "delay_ms": 10}
-    factory = FakeFactory([{"text": "Sure.", "speech_codes": list(range(25))}, long_reply, {"text": "Okay.", "speech_codes": [5, 6, 7, 8]}])
+    factory = scripted_sessions([{"text": "Sure.", "speech_codes": list(range(25))}, long_reply,
+                                 {"text": "Okay.", "speech_codes": [5, 6, 7, 8]}], token2wav=Token2Wav.from_dir(fake_token2wav))
     server = LoopbackServer(factory, vad_factory=silero_endpointer)
     try:
         async def go():
@@ -62,7 +65,8 @@ def test_vad_turns_autorespond_and_barge_in(espeak_wav):
                 assert 0.6 * spoken_ms <= stopped["audio_end_ms"] - started["audio_start_ms"] <= spoken_ms + 100
                 assert started["item_id"] == stopped["item_id"] == events[kinds.index("input_audio_buffer.committed")]["item_id"]
                 assert events[-1]["response"]["status"] == "completed"
-                heard = factory.sessions[-1].inputs[-1].content[0].samples  # 16 kHz utterance with pre-roll
+                prompt, _ = factory.backends[0].requests[-1]
+                heard = prompt[-1].content[0].samples  # the model heard the 16 kHz utterance with pre-roll
                 assert abs(len(heard) / 16 - spoken_ms) < 700
 
                 # the user speaks over a long reply: it is cancelled (turn_detected), and the new turn answered

@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from stepvoice.assistant.server.app import silero_endpointer
-from server_support import FakeFactory, LoopbackServer
+from server_support import LoopbackServer, scripted_sessions
 
 REPLY = "Hello from stepvoice. It is sunny in Paris."
 
@@ -75,15 +75,25 @@ def page_target(port: int, deadline: float) -> str:
     raise AssertionError("chromium's DevTools endpoint did not come up")
 
 
-def test_page_plays_and_shows_a_spoken_reply(tmp_path, espeak_wav):
+def test_page_plays_and_shows_a_spoken_reply(tmp_path, espeak_wav, fake_token2wav):
+    from stepvoice.engine.token2wav import Token2Wav
+    from stepvoice.tools import ToolRegistry, tool
+
+    @tool
+    def get_weather(location: str) -> str:
+        """The weather at a place."""
+        return f"sunny, 24 C in {location}"
+
+    tools = ToolRegistry()
+    tools.add(get_weather)
+
     browser = chromium()
     speech = espeak_wav("What is the weather like in Paris today?", rate=16000)
     mic = tmp_path / "mic.wav"  # speech, then silence so the server VAD ends the turn; chromium loops it
     subprocess.run(["sox", str(speech), str(mic), "pad", "0.3", "2.5"], check=True, capture_output=True)
     replies = [{"text": "", "tool_calls": [{"name": "get_weather", "arguments": {"location": "Paris"}}]},
                {"text": REPLY, "speech_codes": list(range(40, 90))}] * 4
-    factory = FakeFactory(replies, server_tools={"get_weather": lambda location: f"sunny, 24 C in {location}"},
-                          voices=("default", "narrator"))
+    factory = scripted_sessions(replies, tools=tools, token2wav=Token2Wav.from_dir(fake_token2wav))
     server = LoopbackServer(factory, vad_factory=silero_endpointer)
     port = free_port()
     profile = tmp_path / "profile"
@@ -132,8 +142,9 @@ def test_page_plays_and_shows_a_spoken_reply(tmp_path, espeak_wav):
     assert state["responses"] >= 1 and state["lastStatus"] in ("completed", "cancelled"), state
     assert state["samplesPlayed"] >= 960, state  # at least one code's worth of reply audio was played
     assert REPLY in shown and "spoke" in shown
-    assert state["toolCalls"][0] == {"name": "get_weather", "arguments": '{"location": "Paris"}'}
+    assert state["toolCalls"][0] == {"name": "get_weather", "arguments": '{"location": "Paris"}', "server": True}
     assert 'get_weather({"location": "Paris"})' in shown and "sunny, 24 C in Paris" in shown
-    assert voices == ["default", "narrator"]
-    heard = [m for m in factory.sessions[-1].inputs if m is not None]
-    assert heard and heard[0].content[0].samples.size > 16000 * 0.8  # the utterance reached the session at 16 kHz
+    assert voices == factory.voices() == ["default"]
+    prompt, _ = factory.backends[0].requests[0]
+    heard = [p for m in prompt if m.role == "human" for p in m.content]
+    assert heard and heard[0].samples.size > 16000 * 0.8  # the utterance reached the model at 16 kHz

@@ -97,9 +97,9 @@ class AssistantSessions:
         return self.voice_map.resolve(name, self.voices())
 
     def voices(self) -> list[str]:
-        """Names a client may pick (empty: any name is passed on to the session)."""
+        """Names a client may pick (without a bank the session knows only the default voice)."""
         if self.voice_bank is None:
-            return ["default"] if self.token2wav is not None else []
+            return ["default"]
         names = [getattr(v, "name", v) for v in self.voice_bank.list()]
         return names if "default" in names else ["default", *names]
 

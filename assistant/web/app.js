@@ -87,6 +87,12 @@ function handle(ev) {
     case "conversation.item.done":
       if (ev.item.type === "message" && ev.item.role === "user") userTurn(ev.item);
       if (ev.item.type === "function_call_output") addTurn("tool", "result", ev.item.output);
+      // a tool the server ran itself (OpenAI's item for server-side tools): call and result in one item
+      if (ev.item.type === "mcp_call") {
+        state.toolCalls.push({ name: ev.item.name, arguments: ev.item.arguments, server: true });
+        addTurn("tool", "tool call", `${ev.item.name}(${ev.item.arguments})`);
+        addTurn("tool", "result", ev.item.output != null ? ev.item.output : (ev.item.error || {}).message || "");
+      }
       break;
     case "response.created":
       setStatus("busy", "answering");
