@@ -329,6 +329,43 @@ def test_eval_with_the_fake_checkpoint(tmp_path, espeak_wav, fake_checkpoint, ho
     assert rc == 0, err
     s = json.loads((out / "summary.json").read_text())
     assert s["backend"] == "local" and s["n"] == 2 and s["total"] == 2
+    assert s["device"] == "cpu" and "float" in s["dtype"] and s["wall_s"] > 0 and s["tokens_per_s"] > 0
     assert s["options"]["max_new_tokens"] == 4 and s["options"]["temperature"] == preset("asr").temperature
     assert s["value"] is not None and s["completion_tokens"] > 0
     assert len((out / "results.jsonl").read_text().splitlines()) == 2
+
+
+def test_ctrl_c_then_the_same_command_continues(tmp_path, espeak_wav, home, capsys):
+    """A real Ctrl-C (SIGINT) in the middle of `stepvoice eval`, then the same command again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = librispeech(tmp_path / "data", espeak_wav)
+    out = tmp_path / "run"
+    spec = script(tmp_path / "s.yaml", [{"text": r, "delay_ms": 150} for _, _, r in EN])
+    argv = ["eval", "asr", str(data), "--model", spec, "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "stepvoice", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ})
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if results.is_file() and results.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run the same command again to continue" in err
+    done = [json.loads(x)["id"] for x in results.read_text().splitlines()]
+    assert 1 <= len(done) < len(EN)
+    # The scripted engine starts its list afresh in a new process: give it the replies still to come.
+    script(tmp_path / "s.yaml", [r for u, _, r in EN if u not in done])
+    rc, stdout, err = run_cli(argv, capsys)
+    assert rc == 0, err
+    assert f"resuming {out}: {len(done)} of 3" in err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["n"] == 3 and s["value"] == pytest.approx(100 / 17, abs=1e-4)
+    assert sorted(json.loads(x)["id"] for x in results.read_text().splitlines()) == [u for u, _, _ in EN]

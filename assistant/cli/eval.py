@@ -132,8 +132,12 @@ def run_eval_command(args: argparse.Namespace) -> int:
         "model": model,
         "backend": getattr(backend, "name", type(backend.inner).__name__),
         "device": str(getattr(backend.inner, "device", cfg.device or "")) or None,
-        "dtype": str(getattr(backend.inner, "dtype", None) or cfg.dtype or "") or None,
-        "quantize": cfg.quantize if cfg.quantize != "none" else None,
+        "dtype": str(getattr(backend.inner, "dtype", None) or getattr(getattr(backend.inner, "model", None), "dtype", None)
+                     or cfg.dtype or "") or None,
+        # What the engine reports it applied (a quantized folder, or --quantize once the loader takes it);
+        # the request is kept apart so a backend that ignores it cannot pass for a quantized one.
+        "quantize": getattr(backend.inner, "quantize", None) or getattr(backend.inner, "quantization", None),
+        "quantize_requested": cfg.quantize if cfg.quantize != "none" else None,
         "preset": task.preset,
         "options": _options_dict(backend.first_options),
         "concurrency": run.concurrency,

@@ -38,7 +38,7 @@ def build_summary(task: str, dataset: Any, main_metric: str, result: Mapping[str
         "published_source": (pub_main or next((published(dataset.key, r["metric"]) for r in rows
                                                if r["published"] is not None), None) or {}).get("source"),
         **dict(meta),
-        "wall_s_this_run": result["wall_s_this_run"],
+        "wall_s": result["wall_s"],
         "completion_tokens": result["completion_tokens"],
         "tokens_per_s": result["tokens_per_s"],
         "mean_latency_s": result["mean_latency_s"],

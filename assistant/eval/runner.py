@@ -197,7 +197,7 @@ def finish(run: EvalRun, done: Mapping[str, Mapping[str, Any]], wall_s: float) -
         "n": len(rows),
         "total": len(run.items),
         "errors": sum(1 for r in rows if r.get("error")),
-        "wall_s_this_run": round(wall_s, 3),
+        "wall_s": round(wall_s, 3),
         "completion_tokens": tokens,
         "tokens_per_s": round(tokens / gen_s, 3) if gen_s > 0 else None,
         "mean_latency_s": round(sum(float(r.get("latency_s") or 0) for r in rows) / len(rows), 4) if rows else None,
