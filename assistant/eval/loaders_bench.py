@@ -64,6 +64,8 @@ def load_covost(path: Path, language: str | None = None, split: str = "test") ->
 
 # ---- StepEval-Audio-Toolcall ---------------------------------------------------------------------------
 
+_ROLES = {"human": "human", "user": "human", "assistant": "assistant", "bot": "assistant", "gpt": "assistant",
+          "tool": "input", "function": "input", "observation": "input", "input": "input", "system": "system"}
 _TOOL_FILE = re.compile(r"^(?P<family>.+)_(?P<polarity>positive|negative)\.jsonl$")
 
 
@@ -110,8 +112,11 @@ def _toolcall_item(f: Path, line_no: int, line: str, family: str, positive: bool
     turns: list[Turn] = []
     human_k = 0
     for t in turns_raw:
-        role = str(t.get("role", "")).lower()
-        role = "human" if role in ("human", "user") else "assistant" if role == "assistant" else role
+        role = _ROLES.get(str(t.get("role", "")).lower())
+        if role is None:
+            raise StepvoiceError(f"{where}: unknown role {t.get('role')!r} (expected human/user, assistant, tool/input)")
+        if role == "system":
+            continue  # the task preset gives the system prompt
         text = _first(t, "text", "content", default="")
         text = text if isinstance(text, str) else json.dumps(text, ensure_ascii=False)
         audio = _first(t, "audio", "wav", "audio_path", default=None)
@@ -123,7 +128,7 @@ def _toolcall_item(f: Path, line_no: int, line: str, family: str, positive: bool
                 audio = str(_resolve(f.parent, audio))
             human_k += 1
         turns.append(Turn(role, text, audio))
-    if turns[-1].role == "assistant":  # the gold answer as the last turn
+    if turns and turns[-1].role == "assistant":  # the gold answer as the last turn
         last = turns.pop()
         if expected is None:
             _, calls = parse_tool_calls(last.text)

@@ -85,11 +85,11 @@ def check_resume(run: EvalRun) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in rows.items() if not v.get("error")}
 
 
-async def _audio(path: str) -> Any:
+async def _audio(path: str, transcript: str | None = None) -> Any:
     from stepvoice.engine.audio import load_audio
     from stepvoice.engine.messages import Audio
 
-    return Audio(await asyncio.to_thread(load_audio, path))
+    return Audio(await asyncio.to_thread(load_audio, path), transcript or None)
 
 
 async def _message(role: str, audio: Sequence[str], text: str) -> Any:
@@ -99,6 +99,16 @@ async def _message(role: str, audio: Sequence[str], text: str) -> Any:
     if text:
         parts.append(Text(text))
     return Message(role, parts)
+
+
+async def _earlier_turn(turn: Any) -> Any:
+    """A turn of a multi-turn item: a spoken user turn is its audio (its text, if any, kept as the
+    transcript, as the model heard only the audio); anything else is text."""
+    from stepvoice.engine.messages import Message
+
+    if turn.audio:
+        return Message(turn.role, [await _audio(turn.audio, turn.text)])
+    return Message.text(turn.role, turn.text)
 
 
 def toolcall_schemas() -> list[dict[str, Any]]:
@@ -131,7 +141,7 @@ async def run_item(run: EvalRun, backend: Any, config: Any, item: Item) -> dict[
     try:
         session = make_session(run, backend, config)
         if item.history:
-            session.history = [await _message(t.role, [t.audio] if t.audio else [], t.text) for t in item.history]
+            session.history = [await _earlier_turn(t) for t in item.history]
         message = await _message("human", item.audio, user_text(run.task, item))
         result = TurnResult()
         async for event in session.respond(message, reply="text"):
@@ -145,9 +155,11 @@ async def run_item(run: EvalRun, backend: Any, config: Any, item: Item) -> dict[
         row["completion_tokens"] = usage.completion_tokens if usage else 0
         row["generation_s"] = round(usage.elapsed_s, 4) if usage else 0.0
         row["score"] = score_item(run.task, run.dataset, item, row["hypothesis"], calls)
-    except StepvoiceError as e:  # bad audio, bad item: one line in the row; the run goes on
-        row.update(hypothesis="", tool_calls=[], error=str(e).splitlines()[0] if str(e) else type(e).__name__,
-                   completion_tokens=0, generation_s=0.0)
+    except Exception as e:  # noqa: BLE001 - bad audio, bad item: one line in the row; the run goes on
+        msg = str(e).splitlines()[0] if str(e) else ""
+        if not isinstance(e, StepvoiceError):
+            msg = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+        row.update(hypothesis="", tool_calls=[], error=msg, completion_tokens=0, generation_s=0.0)
         row["score"] = score_item(run.task, run.dataset, item, "", [])
     row["latency_s"] = round(time.perf_counter() - start, 4)
     return row
