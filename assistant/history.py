@@ -75,12 +75,18 @@ class ReplyRecord:
     def message(self, tokenizer: TokenizerLike | None = None, reply: str = "text") -> Message | None:
         """The assistant turn for history, or None when nothing was produced."""
         if self.spoken:
-            ids = self.token_ids if reply == "speech" else None  # think ids also hold the thought: re-interleave
+            # raw ids verbatim; a Think reply's ids are its second phase only (the official history)
+            ids = self.token_ids if reply in ("speech", "think") else None
             if ids and tokenizer is not None and ids[-1] == tokenizer.eot_id:
                 ids = ids[:-1]  # the prompt builder adds <|EOT|> itself
             return Message("assistant", [Speech(self.speech_text, tuple(self.codes), ids, self.tail)])
         if self.tail:
-            return Message("assistant", [Text(self.tail)])
+            # The model's own ids go back verbatim: re-encoding decoded text could turn text
+            # pieces that spell "<|EOT|>" into the real token (think ids also hold the thought).
+            ids = self.token_ids if reply == "text" else None
+            if ids and tokenizer is not None and ids[-1] == tokenizer.eot_id:
+                ids = ids[:-1]
+            return Message("assistant", [Text(self.tail, tuple(ids) if ids else None)])
         return None
 
 

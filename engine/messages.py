@@ -16,7 +16,12 @@ ROLES: tuple[str, ...] = ("system", "human", "assistant", "tool_json_schemas", "
 
 @dataclass(frozen=True)
 class Text:
+    """Text of a turn. It is encoded as untrusted data (engine.untrusted): special-token
+    strings in it stay text. `token_ids`: the ids the model itself generated for an
+    assistant reply; the prompt repeats them verbatim (never re-encoded from decoded text)."""
+
     text: str
+    token_ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)

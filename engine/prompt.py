@@ -34,11 +34,13 @@ from stepvoice.engine.options import GenerationOptions
 from stepvoice.engine.tokenizer import (
     BOT, EOT, THINK_END, THINK_START, TTS_START, StepTokenizer,
 )
+from stepvoice.engine.untrusted import encode_untrusted
 
 TA4_SPEECH_PER_TEXT = 4  # speech tokens per text token in a spoken reply
 THINK_OPEN = f"\n{THINK_START}\n"  # what a Think model's reply starts with
 THINK_TO_SPEECH = f"{THINK_END}\n\n{TTS_START}"  # appended after the thought to make it speak
 MIN_AUDIO_MS = 20
+TOOL_CALL_MARKUP = ("<tool_call>", "</tool_call>")  # kept as tokens in the model's own replies when ids are unknown
 
 Piece = Union[str, list]  # a string to tokenize, or ids taken as they are
 
@@ -84,8 +86,11 @@ def speech_history_ids(speech: Speech, tokenizer: StepTokenizer) -> list[int]:
         while ids and ids[-1] == tokenizer.eot_id:
             ids = ids[:-1]
         return ids
-    body = ta4_interleave(tokenizer.encode(speech.text), tokenizer.ids_of_codes(speech.codes), tokenizer)
-    return body + [tokenizer.tts_end_id] + (tokenizer.encode(speech.tail_text) if speech.tail_text else [])
+    # ids unknown: the text is re-encoded as untrusted (decoded text never yields special ids)
+    body = ta4_interleave(encode_untrusted(tokenizer, speech.text), tokenizer.ids_of_codes(speech.codes), tokenizer)
+    # the tail holds the model's own tool calls: their <tool_call> markup stays the real tokens
+    tail = encode_untrusted(tokenizer, speech.tail_text, allow=TOOL_CALL_MARKUP) if speech.tail_text else []
+    return body + [tokenizer.tts_end_id] + tail
 
 
 class _Builder:
@@ -117,16 +122,35 @@ class _Builder:
             # same ids as tokenizing "<audio_start>" + "<audio_patch>" * n + "<audio_end>"
             self.add([self.tok.audio_start_id] + [self.tok.audio_patch_id] * n + [self.tok.audio_end_id])
 
+    def add_untrusted(self, text: str, role: str = "") -> None:
+        """Message content: special-token strings in it stay ordinary text (engine.untrusted). An
+        assistant turn whose ids are unknown (remote or scripted engine) keeps only its tool-call markup."""
+        self.ids.extend(encode_untrusted(self.tok, text, allow=TOOL_CALL_MARKUP if role == "assistant" else ()))
+
+    def add_text(self, part: Text, role: str = "") -> None:
+        if part.token_ids is not None:  # the model's own ids: repeated verbatim
+            self.add([int(i) for i in part.token_ids])
+        else:
+            self.add_untrusted(part.text, role)
+
     def add_message(self, message: Message) -> None:
         role, parts = message.role, list(message.content)
         header = f"{BOT}{role}\n"
         if not parts or (len(parts) == 1 and isinstance(parts[0], Text)):
-            self.add(header + (parts[0].text if parts else "") + EOT)
+            # One string "<|BOT|>{role}\n{text}<|EOT|>" in the official code; the special tokens
+            # split it anyway, so "{role}\n{text}" encoded as one untrusted piece gives the same ids.
+            self.add(BOT)
+            if parts and parts[0].token_ids is not None:
+                self.add(f"{role}\n")
+                self.add_text(parts[0], role)
+            else:
+                self.add_untrusted(f"{role}\n" + (parts[0].text if parts else ""), role)
+            self.add(EOT)
             return
         self.add(header)
         for part in parts:
             if isinstance(part, Text):
-                self.add(part.text)
+                self.add_text(part, role)
             elif isinstance(part, Audio):
                 self.add_audio(part)
             elif isinstance(part, Speech):

@@ -74,12 +74,31 @@ class ToolsConfig:
     mcp_servers: list[McpServerConfig] = field(default_factory=list)
     search: SearchConfig = field(default_factory=SearchConfig)
     weather: WeatherConfig = field(default_factory=WeatherConfig)
+    # Tool policy (tools.policy): tool name, glob or "mcp:SERVER" -> allow | confirm | deny.
+    # Unnamed built-in/plugin tools are allowed; unnamed MCP tools get `mcp_default`.
+    policy: dict[str, str] = field(default_factory=dict)
+    mcp_default: str = "deny"
+    confirm_timeout_s: float = 60.0  # a `confirm` left unanswered this long is a refusal
+    max_threads: int = 8  # threads for sync tools (their own pool, apart from model steps and token2wav)
 
     def __post_init__(self) -> None:
+        from stepvoice.tools.policy import MODES
+
         if not isinstance(self.timeout_s, (int, float)) or self.timeout_s <= 0:
             raise ConfigError(f"tools.timeout_s must be a number > 0, not {self.timeout_s!r}")
         if not isinstance(self.max_result_chars, int) or self.max_result_chars < 200:
             raise ConfigError(f"tools.max_result_chars must be an integer >= 200, not {self.max_result_chars!r}")
+        if not isinstance(self.policy, dict):
+            raise ConfigError("tools.policy must be a table of tool name -> allow | confirm | deny")
+        for key, mode in self.policy.items():
+            if mode not in MODES:
+                raise ConfigError(f"tools.policy[{key!r}] must be allow, confirm or deny, not {mode!r}")
+        if self.mcp_default not in MODES:
+            raise ConfigError(f"tools.mcp_default must be allow, confirm or deny, not {self.mcp_default!r}")
+        if not isinstance(self.confirm_timeout_s, (int, float)) or self.confirm_timeout_s <= 0:
+            raise ConfigError(f"tools.confirm_timeout_s must be a number > 0, not {self.confirm_timeout_s!r}")
+        if not isinstance(self.max_threads, int) or isinstance(self.max_threads, bool) or not 1 <= self.max_threads <= 256:
+            raise ConfigError(f"tools.max_threads must be an integer 1..256, not {self.max_threads!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, where: str = "tools") -> "ToolsConfig":

@@ -30,6 +30,15 @@ class ToolContext:
     clock: Callable[[], datetime] = utc_now  # timezone-aware "now" (tests pin it)
     on_voice_change: Callable[[str], Any] | None = None  # called with the new voice name; may be async
     services: dict[str, Any] = field(default_factory=dict)  # anything else a host offers plugins
+    pool: Any = None  # tools.pool.ToolPool for sync tools; None: the process's shared tool pool
+
+    def tool_pool(self) -> Any:
+        """Where sync tools run: never the default executor that model steps and token2wav use."""
+        if self.pool is None:
+            from stepvoice.tools.pool import shared_pool
+
+            self.pool = shared_pool(self.config.max_threads)
+        return self.pool
 
     @asynccontextmanager
     async def http_client(self, timeout_s: float) -> AsyncIterator[httpx.AsyncClient]:

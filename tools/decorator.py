@@ -8,7 +8,6 @@ the session's services and is hidden from the schema.
 """
 from __future__ import annotations
 
-import asyncio
 import inspect
 import re
 import typing
@@ -103,9 +102,10 @@ class FunctionTool(Tool):
             kwargs[self.context_param] = context
         if self.is_async:
             return await self.fn(**kwargs)
-        # Sync tools run in a worker thread so a slow one cannot stall audio; on
-        # timeout the thread finishes in the background and its result is dropped.
-        return await asyncio.to_thread(self.fn, **kwargs)
+        # Sync tools run in the tools' own bounded thread pool (tools.pool) so a slow
+        # one cannot stall audio nor take the threads model steps use; on timeout the
+        # thread finishes in the background and its result is dropped.
+        return await context.tool_pool().run(self.fn, **kwargs)
 
 
 def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None,
