@@ -4,6 +4,18 @@ The prompts are those of the official examples (stepfun-ai/Step-Audio2
 `examples.py`, `examples-vllm.py`, `examples-think.py`). A preset decides the
 system prompt, the reply mode it forces (if any), its sampling and whether
 tools are offered.
+
+Sampling: exactly what the official HF example of the task passes to
+`generate` (None = not passed). What a preset leaves unset is filled by the
+backend from the checkpoint's generation_config.json, else transformers'
+defaults (engine.options), as the official code gets it:
+- chat, spoken or not: temperature 0.7, top_p 0.9, repetition_penalty 1.05
+  (examples.py lines 109 and 125, the tool-calling chat; stepaudio2.py 142-203);
+- asr: greedy (examples.py line 8 passes no do_sample; examples-vllm.py line 12 temperature=0);
+- translate to text and caption: temperature 0.1 (examples.py lines 19 and 30);
+- translate to speech: temperature 0.7 (examples.py line 41, S2ST);
+- paralinguistic (the universal audio caption prompt): temperature 0.5, top_p 0.9 (examples.py line 165);
+- think: temperature 0.7 (examples-think.py lines 13 and 17).
 """
 from __future__ import annotations
 
@@ -64,10 +76,17 @@ class Preset:
     name: str
     system_prompt: str
     reply: Literal["text", "speech", "think"] | None = None
-    temperature: float | None = None  # None = the configured default
+    temperature: float | None = None  # None = not set by the official example (see the module doc)
     top_p: float | None = None
     use_tools: bool = True
     keep_history: bool = True  # False: one-shot tasks (asr, translate) see only the current input
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+
+    def sampling(self) -> dict[str, float | int | None]:
+        """The sampling values this task sets (None = not set)."""
+        return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
+                "repetition_penalty": self.repetition_penalty}
 
 
 def date_line(today: _dt.date, language: str = "zh") -> str:
@@ -109,19 +128,20 @@ def preset(task: str, *, reply: str = "text", target_lang: str | None = None, wi
     spoken = reply == "speech"
     if task == "chat":
         return Preset("chat", chat_system_prompt(with_tools=with_tools, spoken=spoken, persona=persona,
-                                                 language=language, today=today))
+                                                 language=language, today=today),
+                      temperature=0.7, top_p=0.9, repetition_penalty=1.05)
     if task == "asr":
         return Preset("asr", ASR_PROMPT, reply="text", temperature=0.0, use_tools=False, keep_history=False)
     if task == "translate":
         if not target_lang:
             raise ConfigError("the translate task needs a target language (--target-lang, e.g. en, zh, ja)")
         return Preset("translate", translate_prompt(target_lang, spoken, language), reply="speech" if spoken else "text",
-                      temperature=0.1, use_tools=False, keep_history=False)
+                      temperature=0.7 if spoken else 0.1, use_tools=False, keep_history=False)
     if task == "caption":
         return Preset("caption", CAPTION_PROMPT, reply="text", temperature=0.1, use_tools=False, keep_history=False)
     if task == "paralinguistic":
         return Preset("paralinguistic", PARALINGUISTIC_PROMPT, reply="text", temperature=0.5, top_p=0.9,
                       use_tools=False, keep_history=False)
     if task == "think":
-        return Preset("think", THINK_PROMPT, reply="think", use_tools=False)
+        return Preset("think", THINK_PROMPT, reply="think", temperature=0.7, use_tools=False)
     raise ConfigError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")

@@ -17,7 +17,8 @@ class Sampler:
     """Sampling state of one generation: the seeded generator and the ids seen so far."""
 
     def __init__(self, options: GenerationOptions, vocab_size: int, device: torch.device | str = "cpu"):
-        self.options = options
+        # unset fields take transformers' defaults (a backend resolves against its checkpoint first)
+        self.options = options if options.is_resolved else options.resolved()
         self.generator = torch.Generator(device=device)
         if options.seed is not None:
             self.generator.manual_seed(int(options.seed))

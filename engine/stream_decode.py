@@ -253,10 +253,42 @@ class EventDecoder:
         return events
 
 
+class ThinkEnd:
+    """Watches a Think model's first phase for the decoded text `</think>`.
+
+    The official HF example stops on the stop STRING `</think>` (examples-think.py
+    line 13, `stop_strings=['</think>']`), not on a token: on the real tokenizer
+    `</think>` is ordinary text spread over several tokens. Like transformers'
+    StopStringCriteria, `push` reports the first id whose text completes the string.
+    `thought` is then the text before `</think>` (text ids only: stepaudio2.py line 55
+    decodes ids below `<audio_start>`); the second phase is opened with it."""
+
+    WINDOW = 16  # ids decoded at each step: `</think>` is 8 characters, each id adds at least one
+
+    def __init__(self, tokenizer: StepTokenizer) -> None:
+        self.tok = tokenizer
+        self.ids: list[int] = []
+        self.done = False
+        self.thought = ""
+
+    def push(self, token_id: int) -> bool:
+        """Add one generated id; True when the text now holds `</think>` (the stop)."""
+        if self.done:
+            return True
+        self.ids.append(int(token_id))
+        if THINK_END not in self.tok.decode(self.ids[-self.WINDOW:]):
+            return False
+        text = self.tok.decode([i for i in self.ids if i < self.tok.text_limit])
+        cut = text.find(THINK_END)
+        self.thought = text[:cut] if cut >= 0 else text
+        self.done = True
+        return True
+
+
 def decode_all(tokenizer: StepTokenizer, token_ids: Iterable[int], reply: str = "text") -> list[EngineEvent]:
     """Every event of a finished id sequence (for tests and non-streaming callers)."""
     decoder = EventDecoder(tokenizer, reply)
     return decoder.push_many(token_ids) + decoder.finish()
 
 
-__all__ = ["EventDecoder", "decode_all"]
+__all__ = ["EventDecoder", "ThinkEnd", "decode_all"]

@@ -265,11 +265,12 @@ def load_tokenizer(checkpoint_dir: str | Path) -> StepTokenizer:
     return StepTokenizer(_build_backend(directory), source=str(directory))
 
 
-def write_fake_tokenizer(directory: str | Path) -> None:
-    """Write small Qwen2-style tokenizer files with every Step-Audio 2 special token at its real id."""
+def write_fake_tokenizer(directory: str | Path, think_tokens: bool = False) -> None:
+    """Write small Qwen2-style tokenizer files with every Step-Audio 2 special token at its real id.
+    `think_tokens`: `<think>`/`</think>` as single tokens (default: ordinary text, like the real one)."""
     from stepvoice.engine.tokenizer_fake import write_fake_tokenizer as _write
 
-    _write(Path(directory))
+    _write(Path(directory), think_tokens)
 
 
 __all__ = [

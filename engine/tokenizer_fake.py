@@ -10,8 +10,16 @@ Ids and where they come from:
 - `<|EOT|>` 151665 (UNCONFIRMED): a Step-Audio-2-derived config published on
   GitHub sets `eos_token_id = 151665` next to `pad_token_id = 151643`, and the
   official code stops on `<|EOT|>`; the reference notes agree.
-- `<|BOT|>` 151666, `<think>` 151667, `</think>` 151668 (UNCONFIRMED: next free
-  ids after `<|EOT|>`; the real ids are read from the files at load time).
+- `<|BOT|>` 151666 (UNCONFIRMED: next free id after `<|EOT|>`; the real ids are
+  read from the files at load time).
+- `<think>` / `</think>`: by DEFAULT ordinary text, spread over several BPE tokens,
+  the layout the real checkpoint most likely has: the official Think example
+  stops on the decoded STRING `</think>`, drops the last generated token and
+  appends `">\n\n<tts_start>"` (examples-think.py lines 13-16), which only makes
+  sense when `</think>` is not one token; a third-party parser of the same
+  checkpoint family reports `</think` and `>` as separate ordinary tokens.
+  `write_fake_tokenizer(dir, think_tokens=True)` writes the other layout, with
+  `<think>` 151667 and `</think>` 151668 as single added tokens (Qwen3's ids).
 - `<audio_start>` 151688, `<audio_end>` 151689, `<audio_patch>` 151690,
   `<tts_start>` 151693, `<tts_end>` 151694 (published).
 - `<tts_pad>` 151695 (UNCONFIRMED, same derived config: `tts_pad_token_id = 151695`).
@@ -39,8 +47,6 @@ FIRST_ADDED_ID = 151643
 STEP_TOKENS = {
     151665: ("<|EOT|>", True),
     151666: ("<|BOT|>", True),
-    151667: ("<think>", False),
-    151668: ("</think>", False),
     151688: ("<audio_start>", True),
     151689: ("<audio_end>", True),
     151690: ("<audio_patch>", True),
@@ -48,6 +54,7 @@ STEP_TOKENS = {
     151694: ("<tts_end>", True),
     151695: ("<tts_pad>", True),
 }
+THINK_TOKENS = {151667: ("<think>", False), 151668: ("</think>", False)}  # only with think_tokens=True
 AUDIO_FIRST_ID = 151696
 FAKE_BPE_VOCAB = 1200  # small: the fake only needs to be byte-complete and deterministic
 
@@ -62,15 +69,18 @@ _CORPUS = [
     "请用语音与我交流。请记录下你所听到的语音内容。你好，世界！今天天气怎么样？",
     "长城是中国古代的军事防御工程。北京 上海 深圳",
     "0123456789 3.14 2025-01-01 12:30",
+    "\n<think>\nThe user asks about the weather.\n</think>\n\n",
 ]
 
 
-def fake_added_tokens() -> list[dict]:
-    """[{"id", "content", "special"}] for every added token of the fake, ids ascending."""
+def fake_added_tokens(think_tokens: bool = False) -> list[dict]:
+    """[{"id", "content", "special"}] for every added token of the fake, ids ascending.
+    `think_tokens`: `<think>` / `</think>` are single added tokens (else ordinary text)."""
     out = [{"id": FIRST_ADDED_ID + i, "content": c, "special": s} for i, (c, s) in enumerate(QWEN25_ADDED)]
     next_id = FIRST_ADDED_ID + len(QWEN25_ADDED)
+    named = {**STEP_TOKENS, **(THINK_TOKENS if think_tokens else {})}
     for tid in range(next_id, AUDIO_FIRST_ID):
-        content, special = STEP_TOKENS.get(tid, (f"<|reserved_{tid}|>", True))
+        content, special = named.get(tid, (f"<|reserved_{tid}|>", True))
         out.append({"id": tid, "content": content, "special": special})
     for k in range(N_SPEECH_CODES + 1):
         out.append({"id": AUDIO_FIRST_ID + k, "content": audio_token(k), "special": True})
@@ -92,11 +102,13 @@ def _train_bpe() -> tuple[dict[str, int], list[str]]:
     return dict(model["vocab"]), merges
 
 
-def write_fake_tokenizer(directory: Path) -> None:
+def write_fake_tokenizer(directory: Path, think_tokens: bool = False) -> None:
+    """Tokenizer files in `directory`; `think_tokens`: the layout where `<think>` and
+    `</think>` are single tokens (default: ordinary text, as on the real checkpoint)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     vocab, merges = _train_bpe()
-    added = fake_added_tokens()
+    added = fake_added_tokens(think_tokens)
     assert max(vocab.values()) < FIRST_ADDED_ID
     # vocab.json also lists the added tokens (Qwen's does not): with the gap between
     # the small BPE vocab and 151643, transformers would otherwise renumber them.

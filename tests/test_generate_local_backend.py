@@ -131,30 +131,6 @@ def test_audio_input_reaches_the_model(backend):
     assert float((first_logits[0] - first_logits[1]).abs().max()) > 1e-4
 
 
-def test_think_flow_resumes_into_speech(backend):
-    opts = GenerationOptions(max_new_tokens=20, temperature=0, repetition_penalty=1.0, reply="think")
-    ids = reference_ids(backend, HELLO, opts, 20)
-    tok = copy.copy(backend.tokenizer)
-    tok.think_end_id = ids[3]  # pretend the model closes its thought at step 4
-    b = LocalBackend(backend.model, tok)
-    events = run(b, HELLO, opts)
-    end = events[-1]
-    first = ids.index(ids[3])
-
-    resume = b._think_resume_ids()
-    assert resume[-1] == tok.tts_start_id
-    got = list(end.token_ids)
-    assert got[: first + 1] == ids[: first + 1]
-    assert got[first + 1 : first + 1 + len(resume)] == resume
-    # What follows equals a fresh generation over prompt + thought + resume ids.
-    from stepvoice.engine.prompt import build_prompt
-
-    p = build_prompt(HELLO, tok, opts)
-    ref = Generation(b.model, p.ids + got[: first + 1 + len(resume)], options=opts)
-    rest = got[first + 1 + len(resume):]
-    assert rest and rest == [ref.next_token() for _ in range(len(rest))]
-
-
 def test_bad_input_raises_before_any_event(backend):
     bad = [Message("human", [Audio(np.full(16000, np.nan, dtype=np.float32))])]
     with pytest.raises(AudioError):
@@ -188,32 +164,7 @@ class ScriptedLogits:
         return logits
 
 
-def test_think_then_speech_events(backend):
-    """A thought, `</think>`, then a TA4 spoken answer: think text, speech text and codes."""
-    tok = backend.tokenizer
-    thought = tok.encode("so I think")
-    answer_text = tok.encode("ok")
-    codes = [5, 6, 7, 8, 9]
-    ta4 = [answer_text[0]] + [tok.id_of_code(c) for c in codes[:4]]
-    ta4 += [answer_text[1] if len(answer_text) > 1 else tok.tts_pad_id, tok.id_of_code(codes[4])]
-    ta4 += [tok.tts_end_id]
-    script = thought + [tok.think_end_id] + ta4 + [tok.eot_id]
-    fake_model = ScriptedLogits(backend.model, script)
-    b = LocalBackend(fake_model, tok)
-    opts = GenerationOptions(max_new_tokens=50, temperature=0, repetition_penalty=1.0, reply="think")
-    events = run(b, HELLO, opts)
-    end = events[-1]
-    assert end.reason == "stop"
-    resume = b._think_resume_ids()
-    assert list(end.token_ids) == thought + [tok.think_end_id] + resume + ta4
-    # The resume ids were fed to the model together with </think> in one call.
-    assert fake_model.calls[len(thought) + 1] == [tok.think_end_id] + resume
-    think = "".join(e.text for e in events if isinstance(e, TextDelta) and e.channel == "think")
-    speech = "".join(e.text for e in events if isinstance(e, TextDelta) and e.channel == "speech")
-    assert think.strip() == "so I think" and speech == "ok"
-    assert not [e for e in events if isinstance(e, TextDelta) and e.channel == "text"]
-    got_codes = [c for e in events if type(e).__name__ == "SpeechCodes" for c in e.codes]
-    assert got_codes == codes
+# Think mode end to end: tests/test_think_local.py
 
 
 def test_model_failure_ends_the_turn_with_error(backend):

@@ -43,14 +43,15 @@ def test_session_sends_the_preset_prompt_and_sampling():
     run(asr, audio())
     (first, o1), (second, o2) = backend.requests
     assert [m.role for m in first] == ["system", "human"] and first[0].plain_text == "请记录下你所听到的语音内容。"
-    assert o1.temperature == 0.0 and o1.reply == "text"
+    assert o1.temperature == 0.0 and o1.repetition_penalty is None and o1.reply == "text"  # greedy, no penalty
     assert [m.role for m in second] == ["system", "human"]  # one-shot: earlier turns are not sent
 
     tr = Session(backend, task="translate", target_lang="en")
     run(tr, audio(), reply="speech")
     msgs, opts = backend.requests[2]
     assert msgs[0].plain_text == "请仔细聆听这段语音，然后将其内容翻译成英文并用语音播报。"
-    assert opts.temperature == 0.1 and opts.reply == "speech"
+    # S2ST samples at 0.7 (examples.py line 41); text translation at 0.1 (line 19)
+    assert opts.temperature == 0.7 and opts.top_p is None and opts.reply == "speech"
 
     chat = Session(backend, tools=load_registry(), generation={"temperature": 0.2, "seed": 7})
     run(chat, "hello")

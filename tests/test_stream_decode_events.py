@@ -18,6 +18,14 @@ def tok(tmp_path_factory):
     return load_tokenizer(d)
 
 
+@pytest.fixture(scope="module", params=["think-as-text", "think-tokens"])
+def think_tok(request, tmp_path_factory):
+    """Both fake layouts: `</think>` as ordinary text (default, like the real checkpoint) or one token."""
+    d = tmp_path_factory.mktemp("tok")
+    write_fake_tokenizer(d, think_tokens=request.param == "think-tokens")
+    return load_tokenizer(d)
+
+
 def texts(events, channel=None):
     return "".join(e.text for e in events if isinstance(e, TextDelta) and (channel is None or e.channel == channel))
 
@@ -143,9 +151,10 @@ def test_two_calls_back_to_back(tok):
     assert texts(events) == ""
 
 
-def test_think_reply(tok):
+def test_think_reply(think_tok):
+    tok = think_tok
     thought = "The user greets me.\nI should greet back.\n"
-    ids = tok.encode(thought) + [tok.think_end_id] + tok.encode("\n\nHello!")
+    ids = tok.encode(thought) + tok.encode("</think>") + tok.encode("\n\nHello!")
     d = EventDecoder(tok, "think")
     events = flat(push_each(d, ids))
     assert texts(events, "think") == thought
@@ -153,9 +162,10 @@ def test_think_reply(tok):
     assert d.think_text == thought
 
 
-def test_think_resume_ids_lead_into_speech(tok):
-    # what the local engine pushes: thought, </think>, "\n\n", <tts_start>, then TA4
-    ids = (tok.encode("plan the answer") + [tok.think_end_id] + tok.encode("\n\n") + [tok.tts_start_id]
+def test_think_resume_ids_lead_into_speech(think_tok):
+    tok = think_tok
+    # thought, </think>, "\n\n", then what the second phase pushes: start_speech() and TA4
+    ids = (tok.encode("plan the answer") + tok.encode("</think>") + tok.encode("\n\n") + [tok.tts_start_id]
            + ta4_interleave(tok.encode("Sure"), tok.ids_of_codes([3, 4, 5]), tok) + [tok.tts_end_id])
     events = decode_all(tok, ids, "think")
     kinds = [(type(e).__name__, getattr(e, "channel", None)) for e in events]
@@ -175,8 +185,9 @@ def test_think_markers_by_id_whatever_their_text(tok):
     assert texts(events, "think") == "deep thought" and texts(events, "text") == "answer"
 
 
-def test_think_block_inside_text_reply(tok):
-    ids = [tok.think_start_id] + tok.encode("hmm") + [tok.think_end_id] + tok.encode("Answer")
+def test_think_block_inside_text_reply(think_tok):
+    tok = think_tok
+    ids = tok.encode("<think>") + tok.encode("hmm") + tok.encode("</think>") + tok.encode("Answer")
     events = decode_all(tok, ids, "text")
     assert texts(events, "think") == "hmm" and texts(events, "text") == "Answer"
 

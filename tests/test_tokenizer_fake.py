@@ -46,8 +46,8 @@ def test_special_ids_read_from_files(tok):
     assert tok.audio_first_id == 151696 and tok.audio_pad_id == 158257
     assert tok.endoftext_id == 151643
     # the unconfirmed ones: present, distinct, in the Step block between Qwen's tokens and the audio block
-    others = {tok.bot_id, tok.eot_id, tok.tts_pad_id, tok.think_start_id, tok.think_end_id}
-    assert len(others) == 5 and all(151665 <= i < 151696 for i in others)
+    others = {tok.bot_id, tok.eot_id, tok.tts_pad_id}
+    assert len(others) == 3 and all(151665 <= i < 151696 for i in others)
     assert tok.decode([tok.bot_id, tok.eot_id, tok.tts_pad_id]) == "<|BOT|><|EOT|><tts_pad>"
     assert tok.vocab_size == 158258 <= 158720  # fits text_config.vocab_size
 
@@ -134,3 +134,16 @@ def test_fake_files_are_deterministic(tok_dir, tmp_path):
     write_fake_tokenizer(tmp_path)
     for name in ("vocab.json", "merges.txt", "tokenizer.json", "added_tokens.json", "tokenizer_config.json"):
         assert (tmp_path / name).read_bytes() == (tok_dir / name).read_bytes(), name
+
+
+def test_think_layouts(tok, tmp_path):
+    """Default: `<think>`/`</think>` are ordinary text over several tokens (the real layout, see
+    engine/tokenizer_fake.py); `think_tokens=True`: single added tokens 151667/151668."""
+    assert tok.think_start_id is None and tok.think_end_id is None
+    ids = tok.encode("ok</think>")
+    assert len(tok.encode("</think>")) > 1 and all(tok.is_text(i) for i in ids)
+    assert tok.decode(ids) == "ok</think>" and tok.id_of("<|reserved_151668|>") == 151668
+    write_fake_tokenizer(tmp_path, think_tokens=True)
+    single = load_tokenizer(tmp_path)
+    assert (single.think_start_id, single.think_end_id) == (151667, 151668)
+    assert single.encode("ok</think>")[-1] == 151668 and single.decode([151667]) == "<think>"

@@ -23,7 +23,7 @@ from stepvoice.engine.errors import StepvoiceError
 from stepvoice.engine.events import EngineEvent, TurnEnd, Usage
 from stepvoice.engine.generate import Generation
 from stepvoice.engine.messages import Message
-from stepvoice.engine.options import GenerationOptions
+from stepvoice.engine.options import HF_DEFAULTS, GenerationOptions, SamplingDefaults, read_generation_config
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ class LocalBackend:
         self.tokenizer = tokenizer
         self.source = str(source)
         self.last_prompt_ids: list[int] = []  # what the model saw last time (for `ask --json`)
+        # unset sampling values come from the checkpoint's generation_config.json (from_spec), else HF's
+        self.sampling_defaults: SamplingDefaults = HF_DEFAULTS
+        self.last_options: GenerationOptions | None = None  # the effective options of the last generation
         self._step_lock = threading.Lock()
 
     @classmethod
@@ -51,7 +54,9 @@ class LocalBackend:
             raise StepvoiceError(f"{path} is a file, not a checkpoint folder (for a script use scripted:{path})")
         tokenizer = load_tokenizer(path)
         model = load_model(path, device, dtype)
-        return cls(model, tokenizer, source=path)
+        backend = cls(model, tokenizer, source=path)
+        backend.sampling_defaults = read_generation_config(path)
+        return backend
 
     @property
     def device(self) -> torch.device:
@@ -63,35 +68,30 @@ class LocalBackend:
             stops.add(self.tokenizer.endoftext_id)
         return stops
 
-    def _think_resume_ids(self) -> list[int]:
-        """Ids that follow a generated `</think>` so the model speaks its answer."""
-        from stepvoice.engine.prompt import THINK_TO_SPEECH
-
-        ids = self.tokenizer.encode(THINK_TO_SPEECH)
-        return ids[1:] if ids and ids[0] == self.tokenizer.think_end_id else ids
-
     async def generate(
         self,
         messages: Sequence[Message],
         options: GenerationOptions,
         cancel: asyncio.Event | None = None,
     ) -> AsyncIterator[EngineEvent]:
-        from stepvoice.engine.prompt import build_prompt
-        from stepvoice.engine.stream_decode import EventDecoder
+        from stepvoice.engine.prompt import build_prompt, think_continuation
+        from stepvoice.engine.stream_decode import EventDecoder, ThinkEnd
 
         start = time.perf_counter()
+        # unset sampling values: the checkpoint's generation_config.json, then transformers' defaults
+        options = options.resolved(self.sampling_defaults)
+        self.last_options = options
         prompt = build_prompt(messages, self.tokenizer, options)  # bad input raises here, before any event
         self._check_fits(len(prompt.ids))
-        think = options.reply == "think"
-        if think and self.tokenizer.think_end_id is None:
-            raise StepvoiceError("reply 'think' needs a Think checkpoint: this tokenizer has no </think> token")
         self.last_prompt_ids = list(prompt.ids)
         stops = self._stop_ids()
-        gen = Generation(self.model, prompt.ids, prompt.mels, prompt.audio_starts, options,
-                         stop_ids=stops | ({self.tokenizer.think_end_id} if think else set()))
+        gen = Generation(self.model, prompt.ids, prompt.mels, prompt.audio_starts, options, stop_ids=stops)
         decoder = EventDecoder(self.tokenizer, options.reply)
+        # Think: phase 1 reasons until the decoded text `</think>` (see ThinkEnd), phase 2 speaks.
+        think = ThinkEnd(self.tokenizer) if options.reply == "think" else None
         error: str | None = None
-        fed: list[int] = []  # every id after the prompt, as the model saw or produced it
+        fed: list[int] = []  # the reply's ids as history keeps them (Think: the second phase only)
+        n_prompt, n_completion = len(prompt.ids), 0
 
         def step() -> int | None:
             with self._step_lock:
@@ -113,22 +113,33 @@ class LocalBackend:
                 break  # <|EOT|> ends the turn; it is not content
             fed.append(token)
             events = decoder.push(token)
-            if think and gen.reason == "stop" and token == self.tokenizer.think_end_id:
-                think = False  # the thought is done: continue into the spoken answer
-                resume = self._think_resume_ids()
-                gen.stop_ids = frozenset(stops)
-                gen.append(resume)
-                fed.extend(resume)
-                for t in resume:
-                    events += decoder.push(t)
+            if think is not None and think.push(token):
+                # As examples-think.py lines 13-17: the last generated id is dropped and the reply
+                # re-opened as "\n<think>\n" + thought + "</think>\n\n<tts_start>", tokenized as one
+                # piece like the official second call; a new generation speaks from there.
+                second = think_continuation(messages, self.tokenizer, think.thought, options)
+                try:
+                    self._check_fits(len(second.ids))
+                except StepvoiceError as e:  # the thought filled the context: end the turn, say why
+                    error = str(e)
+                    for event in events:
+                        yield event
+                    break
+                self.last_prompt_ids = list(second.ids)
+                n_completion += len(gen.generated)
+                n_prompt += len(second.ids)
+                gen = Generation(self.model, second.ids, second.mels, second.audio_starts, options, stop_ids=stops)
+                events += decoder.start_speech()
+                fed = []  # history keeps the raw second-phase ids (examples-think.py lines 24-33)
+                think = None
             for event in events:
                 yield event
         for event in decoder.finish():
             yield event
         reason = "error" if error else (gen.reason or "stop")
         usage = Usage(
-            prompt_tokens=len(prompt.ids),
-            completion_tokens=len(gen.generated),
+            prompt_tokens=n_prompt,
+            completion_tokens=n_completion + len(gen.generated),
             audio_seconds=float(getattr(prompt, "audio_seconds", 0.0)),
             elapsed_s=time.perf_counter() - start,
         )

@@ -129,9 +129,6 @@ def build_payload(
         "messages": wire,
         "stream": stream,
         "max_tokens": options.max_new_tokens,
-        "temperature": options.temperature,
-        "top_p": options.top_p,
-        "repetition_penalty": options.repetition_penalty,
         "skip_special_tokens": False,  # keep <audio_N>, <tool_call> visible to the parsers
         "parallel_tool_calls": False,
     }
@@ -142,6 +139,10 @@ def build_payload(
     else:
         payload["continue_final_message"] = False
         payload["add_generation_prompt"] = True
+    # unset sampling values (None) are left to the server (its model's generation_config)
+    for name in ("temperature", "top_p", "repetition_penalty"):
+        if getattr(options, name) is not None:
+            payload[name] = getattr(options, name)
     if options.top_k:
         payload["top_k"] = options.top_k
     if options.seed is not None:
