@@ -45,6 +45,17 @@ def _usage(p: argparse.ArgumentParser) -> int:
     return 2
 
 
+def need(*modules: str) -> None:
+    """One line naming the missing scorer packages (they come with the `eval` extra)."""
+    import importlib.util
+
+    from stepvoice.engine.errors import StepvoiceError
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise StepvoiceError(f"stepvoice eval needs {', '.join(missing)}: pip install 'stepvoice[eval]'")
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[-40:] or "model"
 
@@ -90,6 +101,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
     from stepvoice.engine.backends import DEFAULT_MODEL
     from stepvoice.engine.errors import StepvoiceError
 
+    need("jiwer", "sacrebleu")
     task = TASKS[args.eval_task]
     data = Path(args.data).expanduser()
     if not data.exists():
@@ -137,7 +149,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
         # What the engine reports it applied (a quantized folder, or --quantize once the loader takes it);
         # the request is kept apart so a backend that ignores it cannot pass for a quantized one.
         "quantize": getattr(backend.inner, "quantize", None) or getattr(backend.inner, "quantization", None),
-        "quantize_requested": cfg.quantize if cfg.quantize != "none" else None,
+        "quantize_requested": getattr(cfg, "quantize", "none") if getattr(cfg, "quantize", "none") != "none" else None,
         "preset": task.preset,
         "options": _options_dict(backend.first_options),
         "concurrency": run.concurrency,
@@ -157,5 +169,7 @@ def compare_command(args: argparse.Namespace) -> int:
     from stepvoice.assistant.eval.report import compare
 
     plot = Path(args.plot) if args.plot else None
+    if plot is not None:
+        need("matplotlib")
     print(compare([Path(d) for d in args.dirs], plot))
     return 0
