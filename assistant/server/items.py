@@ -75,9 +75,8 @@ def wire_message(item_id: str, item: dict[str, Any]) -> dict[str, Any]:
         if ptype in ("input_text", "text", "output_text"):
             kind = "output_text" if item["role"] == "assistant" else "input_text"
             content.append({"type": kind, "text": part["text"]})
-        elif ptype == "input_audio":
-            content.append({"type": "input_audio", "transcript": part.get("transcript")})
-        elif ptype == "output_audio":
-            content.append({"type": "output_audio", "transcript": part.get("transcript")})
+        elif ptype in ("input_audio", "output_audio"):
+            transcript = part.get("transcript")
+            content.append({"type": ptype, **({"transcript": transcript} if isinstance(transcript, str) else {})})
     return {"id": item_id, "object": "realtime.item", "type": "message", "role": item["role"], "status": "completed",
             "content": content}

@@ -176,8 +176,8 @@ class OutputItem:
 
 def user_item(item_id: str, text: str | None, has_audio: bool, transcript: str | None = None) -> dict[str, Any]:
     content: list[dict] = []
-    if has_audio:
-        content.append({"type": "input_audio", "transcript": transcript})
+    if has_audio:  # the transcript appears once input transcription has run
+        content.append({"type": "input_audio", **({"transcript": transcript} if transcript is not None else {})})
     if text:
         content.append({"type": "input_text", "text": text})
     return {"id": item_id, "object": "realtime.item", "type": "message", "role": "user", "status": "completed", "content": content}

@@ -131,7 +131,7 @@ class ResponseRun:
 
     def _resp(self, status: str, details: dict | None = None) -> dict:
         r = {"id": self.id, "object": "realtime.response", "status": status, "output_modalities": self.modalities,
-             "conversation_id": "conv_default" if self.in_conversation else None,
+             **({"conversation_id": "conv_default"} if self.in_conversation else {}),  # out of band: none
              "output": [o.item() for o in self.output], "metadata": self.request.metadata,
              "audio": {"output": {"format": {"type": "audio/pcm", "rate": PCM_RATE},
                                   "voice": self.conn.settings.voice_name or self.conn.settings.voice or "default"}}}

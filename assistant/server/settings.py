@@ -61,7 +61,6 @@ class SessionSettings:
     def wire(self, model: str) -> dict:
         return {
             "type": "realtime",
-            "object": "realtime.session",
             "model": model,
             "instructions": self.instructions or "",
             "output_modalities": list(self.output_modalities),
@@ -70,7 +69,7 @@ class SessionSettings:
             "tool_choice": "auto",
             "audio": {
                 "input": {"format": {"type": "audio/pcm", "rate": PCM_RATE},
-                          "transcription": self.transcription,
+                          **({"transcription": self.transcription} if self.transcription else {}),
                           "turn_detection": self.turn_detection.wire() if self.turn_detection else None},
                 "output": {"format": {"type": "audio/pcm", "rate": PCM_RATE},
                            "voice": self.voice_name or self.voice or "default"},

@@ -92,7 +92,7 @@ class InputTranscriber:
         conn._later(swap)
         for part in entry.item.get("content", []):
             if part.get("type") == "input_audio":
-                part["transcript"] = transcript
+                part["transcript"] = transcript  # what conversation.item.retrieve shows from now on
         await conn.send(server_event("conversation.item.input_audio_transcription.completed", item_id=item_id,
                                      content_index=0, transcript=transcript,
                                      usage={"type": "duration", "seconds": round(seconds, 3)}))
