@@ -100,8 +100,9 @@ class ToolRunner:
         try:
             return await asyncio.wait_for(run(call, self.context, self.registry), limit)
         except asyncio.TimeoutError:
-            return ToolResult(call.id, call.name, f"error: {call.name} timed out after {limit:g} s and was stopped; "
-                              "it gave no result. Tell the user it failed.", ok=False,
+            # a sync tool's thread cannot be stopped: it may still be running (tools.runner says which)
+            return ToolResult(call.id, call.name, f"error: {call.name} did not finish within {limit:g} s; "
+                              "its result will be dropped. Tell the user it did not finish.", ok=False,
                               elapsed_s=time.perf_counter() - start)
 
     def input_turn(self, results: Sequence[ToolResult], *, last: bool) -> Message:

@@ -7,6 +7,8 @@ store as it was.
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,8 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".opus"}
 SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES | AUDIO_SUFFIXES
 MAX_TEXT_BYTES = 50 * 1024 * 1024
 
+log = logging.getLogger(__name__)
+
 
 class IngestError(StepvoiceError):
     """A file that cannot be indexed (unreadable, empty, wrong encoding, too long)."""
@@ -33,6 +37,10 @@ class ChunkingConfig:
     size: int = 800  # characters per chunk (CJK has no spaces, so characters, not words)
     overlap: int = 160  # characters repeated from the previous chunk, so no fact is cut in two
     max_audio_s: float = 600.0  # longer recordings are not one "clip": split them first
+    # A few KB of PDF can expand to hundreds of MB of text: refuse a document past this many
+    # characters (about 1,500 book pages) and a run past this many chunks, before embedding.
+    max_chars: int = 5_000_000
+    max_chunks_per_run: int = 100_000
 
 
 @dataclass
@@ -103,10 +111,10 @@ def _is_cjk(ch: str) -> bool:
     return "\u2e80" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" or "\uff00" <= ch <= "\uffef" or "\u3000" <= ch <= "\u303f"
 
 
-def read_text(path: Path, data: bytes) -> str:
+def read_text(path: Path, data: bytes, max_chars: int | None = None) -> str:
     suffix = path.suffix.lower()
     if suffix in PDF_SUFFIXES:
-        return _read_pdf(path, data)
+        return _read_pdf(path, data, max_chars)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -123,7 +131,12 @@ def read_text(path: Path, data: bytes) -> str:
     return text
 
 
-def _read_pdf(path: Path, data: bytes) -> str:
+def _too_long(path: Path, n: int, max_chars: int) -> IngestError:
+    return IngestError(f"{path}: more than {max_chars:,} characters of text (found {n:,}{'+' if n > max_chars else ''}); "
+                       "split it, or raise the limit (ChunkingConfig.max_chars)")
+
+
+def _read_pdf(path: Path, data: bytes, max_chars: int | None = None) -> str:
     import io
 
     from pypdf import PdfReader
@@ -133,7 +146,14 @@ def _read_pdf(path: Path, data: bytes) -> str:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             raise IngestError(f"{path}: the PDF is encrypted")
-        text = "\n\n".join((page.extract_text() or "") for page in reader.pages)
+        pages: list[str] = []
+        total = 0
+        for page in reader.pages:  # page by page: a small PDF can expand to hundreds of MB of text
+            pages.append(page.extract_text() or "")
+            total += len(pages[-1]) + 2
+            if max_chars is not None and total > max_chars:
+                raise _too_long(path, total, max_chars)
+        text = "\n\n".join(pages)
     except IngestError:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as e:
@@ -172,18 +192,43 @@ def _hms(seconds: float) -> str:
 
 
 # ----- files --------------------------------------------------------------------------
-def collect_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand folders (recursively, skipping hidden entries and unsupported types); keep named files as given."""
+def _walk(root: Path, follow_links: bool) -> list[Path]:
+    """Files under `root` (hidden entries skipped). Without `follow_links`, a link whose target lies
+    outside the root is skipped (files and folders alike): `index add docs/` never reads /etc/passwd
+    through `docs/passwd.txt -> /etc/passwd`, which RAG would then serve to any client."""
+    real_root = root.resolve()
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for folder, dirs, files in os.walk(root, followlinks=follow_links):
+        here = Path(folder)
+        real = here.resolve()
+        if real in seen:  # a link cycle
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and (follow_links or not (here / d).is_symlink()))
+        for name in sorted(files):
+            f = here / name
+            if name.startswith(".") or f.suffix.lower() not in SUPPORTED or not f.is_file():
+                continue
+            if not follow_links and not f.resolve().is_relative_to(real_root):
+                log.warning("skipped %s: a link out of %s (use --follow-links to index it)", f, root)
+                continue
+            out.append(f)
+    return sorted(out)
+
+
+def collect_files(paths: Iterable[str | Path], follow_links: bool = False) -> list[Path]:
+    """Expand folders (recursively, skipping hidden entries, unsupported types and, unless
+    `follow_links`, links that lead out of the folder); keep named files as given."""
     found: list[Path] = []
     for raw in paths:
         p = Path(raw).expanduser()
         if not p.exists():
             raise IngestError(f"{p}: no such file or folder")
         if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                rel = f.relative_to(p).parts
-                if f.is_file() and not any(part.startswith(".") for part in rel) and f.suffix.lower() in SUPPORTED:
-                    found.append(f)
+            found.extend(_walk(p, follow_links))
         else:
             if p.suffix.lower() not in SUPPORTED:
                 raise IngestError(f"{p}: unsupported file type {p.suffix or '(none)'} (supported: {', '.join(sorted(SUPPORTED))})")
@@ -221,7 +266,10 @@ def read_document(path: Path, config: ChunkingConfig | None = None) -> Document:
         raise IngestError(f"{path}: cannot be read ({e.strerror or e})") from None
     if not data:
         raise IngestError(f"{path}: the file is empty")
-    chunks = chunk_text(read_text(path, data), config.size, config.overlap)
+    text = read_text(path, data, config.max_chars)
+    if len(text) > config.max_chars:
+        raise _too_long(path, len(text), config.max_chars)
+    chunks = chunk_text(text, config.size, config.overlap)
     if not chunks:
         raise IngestError(f"{path}: no text in it")
     return Document(source, "text", sha256_bytes(data), chunks=chunks, path=source)

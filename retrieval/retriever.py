@@ -153,14 +153,15 @@ class Retriever:
         return ids
 
     def add_paths(self, paths: Iterable[str | os.PathLike], *, skip_bad: bool = False,
-                  progress: bool | None = None, on_file: Callable[[Document], None] | None = None) -> IngestReport:
+                  progress: bool | None = None, on_file: Callable[[Document], None] | None = None,
+                  follow_links: bool = False) -> IngestReport:
         """Index files and folders. All files are read and checked first: with a bad one (and not
         `skip_bad`) an IngestError is raised and nothing is written. Unchanged files are skipped,
         changed ones replaced (one transaction per file)."""
         from tqdm import tqdm
 
         report = IngestReport()
-        files = collect_files(paths)
+        files = collect_files(paths, follow_links=follow_links)
         if not files:
             raise IngestError("no supported files found (text, Markdown, HTML, PDF or audio)")
         show = progress if progress is not None else (len(files) > 20 and sys.stderr.isatty())
@@ -176,6 +177,9 @@ class Retriever:
             raise IngestError(f"{problems[0]}{more}; nothing was added")
         report.skipped = problems
         total = sum(len(d.chunks) or 1 for d in docs)
+        if total > self.chunking.max_chunks_per_run:  # before any embedding or writing
+            raise IngestError(f"{total:,} chunks in this run; at most {self.chunking.max_chunks_per_run:,} per run: "
+                              "add fewer files at a time; nothing was added")
         with tqdm(total=total, desc="indexing", unit="chunk", disable=not show) as bar:
             for doc in docs:
                 store = self.audio_store if doc.kind == "audio" else self.text_store

@@ -228,18 +228,30 @@ class VoiceBank:
 
     # ----- lookups ---------------------------------------------------------------------
     def _find_folder(self, name: str) -> Path | None:
-        """The folder of `name`, matched exactly or ignoring case."""
-        name = (name or "").strip()
-        if not name or name.startswith("."):
+        """The folder of `name`, matched exactly or ignoring case; never a folder outside the bank.
+
+        Every lookup (get, rm, prompt, ask --voice) comes through here: the name must be a
+        voice name (no slashes, no `..`, not absolute) and the folder, links resolved, must
+        be a direct child of the bank."""
+        try:
+            name = check_name(name)
+        except VoiceBankError:
             return None
         exact = self.root / name
         if (exact / VOICE_FILE).is_file():
-            return exact
+            return exact if self._inside(exact) else None
         lower = name.lower()
         for folder in self.root.iterdir():
             if folder.name.lower() == lower and (folder / VOICE_FILE).is_file():
-                return folder
+                return folder if self._inside(folder) else None
         return None
+
+    def _inside(self, folder: Path) -> bool:
+        """True when `folder` (links resolved) is a direct child of the bank's folder."""
+        try:
+            return folder.resolve().parent == self.root.resolve()
+        except OSError:
+            return False
 
     def _not_found(self, name: str) -> VoiceNotFound:
         names = ", ".join(v.name for v in self.list()) or "none"

@@ -60,7 +60,11 @@ class Voice:
     def load(cls, folder: Path) -> "Voice":
         try:
             d = json.loads((folder / VOICE_FILE).read_text(encoding="utf-8"))
-            d["clip"] = folder / d["clip"]
+            clip = d["clip"]
+            # the clip is a file of the voice's own folder: a name, never a path out of it
+            if not isinstance(clip, str) or Path(clip).name != clip or clip in ("", ".", ".."):
+                raise ValueError(f"clip must be a file name inside the voice folder, not {clip!r}")
+            d["clip"] = folder / clip
             d["tags"] = tuple(d.get("tags") or ())
             return cls(**d)
         except (OSError, ValueError, TypeError, KeyError) as e:

@@ -17,6 +17,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     add = sub.add_parser("add", parents=[common, emb], help="index files and folders (text, md, html, pdf, audio)")
     add.add_argument("paths", nargs="+", metavar="PATH")
     add.add_argument("--skip-bad", action="store_true", help="skip unreadable files instead of adding nothing")
+    add.add_argument("--follow-links", action="store_true",
+                     help="also index files that links inside the folders point to outside them (off: such links are skipped)")
     add.add_argument("--json", action="store_true", help="print the report as JSON")
     add.set_defaults(handler=add_paths)
 
@@ -47,7 +49,7 @@ def _open(args: argparse.Namespace):
 
 def add_paths(args: argparse.Namespace) -> int:
     with _open(args) as r:
-        report = r.add_paths(args.paths, skip_bad=args.skip_bad)
+        report = r.add_paths(args.paths, skip_bad=args.skip_bad, follow_links=args.follow_links)
     if args.json:
         print(json.dumps(report.__dict__, ensure_ascii=False))
         return 0
