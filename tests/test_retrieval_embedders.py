@@ -110,3 +110,23 @@ def test_sentence_transformers_prompts_are_applied(tmp_path):
     assert prompted.prompts == {"query": "query: ", "document": "passage: "}
     assert np.allclose(prompted.embed(["rain"], query=True), plain.embed(["query: rain"]), atol=1e-5)
     assert np.allclose(prompted.embed(["rain"]), plain.embed(["passage: rain"]), atol=1e-5)
+
+
+def test_dvector_equals_resemblyzer_own_pipeline(espeak_wav):
+    """Our front end (loudness, WebRTC-VAD trimming, mel, partial windows) + the shipped network
+    against resemblyzer's own preprocess_wav + VoiceEncoder (librosa front end), same clips."""
+    import soundfile as sf
+    from resemblyzer import VoiceEncoder, preprocess_wav
+
+    from stepvoice.engine.token2wav import s3tokenizer_asset
+
+    ours, theirs = DVectorEmbedder(), VoiceEncoder(device="cpu", verbose=False)
+    clips = [sf.read(s3tokenizer_asset(f"BAC009S0764W012{i}.wav"), dtype="float32")[0] for i in (1, 2)]
+    clips.append(0.05 * sf.read(espeak_wav("A quiet speaker, far from the microphone.", rate=16000),
+                                dtype="float32")[0])  # raised to the training loudness by both
+    silence = np.zeros(16000, np.float32)
+    clips.append(np.concatenate([silence, clips[0], silence, clips[1]]))  # long pauses: trimming decides
+    for x in clips:
+        a = ours.embed(x)
+        b = theirs.embed_utterance(preprocess_wav(x, source_sr=16000))
+        assert float(a @ b / np.linalg.norm(b)) >= 0.99
