@@ -9,7 +9,8 @@ with_tests=0
 [ "${1:-}" = "--test" ] && with_tests=1
 
 debs="libsndfile1 libportaudio2 espeak-ng sox"
-[ "$with_tests" = 1 ] && debs="$debs chromium alsa-utils"
+# nodejs/npm: the openai npm SDK contract test (tests/node); openssl: its self-signed certificate
+[ "$with_tests" = 1 ] && debs="$debs chromium alsa-utils nodejs npm openssl"
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     missing=""
     for p in $debs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
@@ -33,6 +34,10 @@ if [ "$with_tests" = 1 ]; then pip install -e ".[test,eval]"; else pip install -
 # default speaker embedder); --no-deps keeps librosa/webrtcvad out.
 .venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('resemblyzer') is None)" \
     || pip install --no-deps "resemblyzer>=0.1.3"
+if [ "$with_tests" = 1 ] && command -v npm >/dev/null; then
+    # The openai npm SDK, ws and typescript for tests/test_server_node_sdk.py (versions locked in package-lock.json).
+    [ -d tests/node/node_modules/openai ] || (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
 if [ "$with_tests" = 1 ]; then
     # Reference flow/HiFT modules for parity tests only; never imported by the product.
     .venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('cosyvoice2') is None)" \
