@@ -19,8 +19,8 @@ from stepvoice.retrieval.ingest import ChunkingConfig
 
 INGEST = (
     "import sys\n"
-    "from retrieval import Retriever\n"
-    "from retrieval.ingest import ChunkingConfig\n"
+    "from stepvoice.retrieval import Retriever\n"
+    "from stepvoice.retrieval.ingest import ChunkingConfig\n"
     "r = Retriever.open(sys.argv[1], text_embedder='hash', chunking=ChunkingConfig(size=120, overlap=20))\n"
     "report = r.add_paths(sys.argv[2:])\n"
     "r.close()\n"

@@ -80,8 +80,7 @@ def test_prompt_prepared_once_then_memory_then_disk(data, espeak_clips, emb):  #
 
 
 def test_real_voice_prompt_type_round_trips_through_the_cache(data, emb):
-    voice_mod = pytest.importorskip("stepvoice.engine.token2wav.voice")
-    VoicePrompt = voice_mod.VoicePrompt
+    from stepvoice.engine.token2wav.voice import VoicePrompt
     prompt = VoicePrompt(np.arange(30) % 6561, np.ones(192, np.float32), np.zeros((60, 80), np.float32))
     bank = VoiceBank.open(data, prepare=lambda samples: prompt, **emb)
     bank.prompt(DEFAULT_VOICE)
@@ -95,7 +94,7 @@ def test_persists_across_processes(data, espeak_clips):  # noqa: F811
     here = (bank.find("a slow hoarse elderly man").name, [m.name for m in bank.search_like(espeak_clips["old_man"][1], 3)])
     bank.close()
     code = (
-        "import json, sys\nfrom voice_bank import VoiceBank\n"
+        "import json, sys\nfrom stepvoice.voice_bank import VoiceBank\n"
         "b = VoiceBank.open(sys.argv[1])\n"
         "print(json.dumps([b.find('a slow hoarse elderly man').name, [m.name for m in b.search_like(sys.argv[2], 3)],"
         " b.get('old_man').transcript, list(b.get('old_man').tags)]))\n"
