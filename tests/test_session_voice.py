@@ -283,7 +283,9 @@ def test_think_replies_keep_the_spoken_answer_but_not_the_thought():
     assert [e.channel for e in events if isinstance(e, TextDelta)] == ["think", "speech"]
     (speech,) = session.history[-1].content
     assert speech.text == "Hello!" and speech.codes == (1, 2, 3, 4)
-    assert speech.token_ids is None  # the raw ids hold the thought: history re-interleaves text and codes
+    # a Think reply's ids are its second phase only (the local backend's TurnEnd), kept verbatim
+    # as the official example keeps them (examples-think.py lines 24-33)
+    assert speech.token_ids == (9, 9, 9)
 
 
 def test_a_timed_out_tool_is_followed_by_a_spoken_answer_not_silence():

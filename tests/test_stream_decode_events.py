@@ -57,8 +57,10 @@ def test_text_reply_releases_whole_characters(tok):
 def test_spoken_reply_ta4(tok):
     spoken = "The Great Wall is long."
     codes = list(range(1000, 1000 + 4 * len(tok.encode(spoken)) + 6))  # speech outlasts the text
-    ids = ta4_interleave(tok.encode(spoken), tok.ids_of_codes(codes), tok) + [tok.tts_end_id, tok.eot_id]
-    assert tok.tts_pad_id in ids and tok.audio_pad_id in ids
+    # the last group holds 2 codes; the model fills it with 2 speech pads
+    ids = (ta4_interleave(tok.encode(spoken), tok.ids_of_codes(codes), tok) + [tok.audio_pad_id] * 2
+           + [tok.tts_end_id, tok.eot_id])
+    assert tok.tts_pad_id in ids
     d = EventDecoder(tok, "speech")
     events = flat(push_each(d, ids))
     assert texts(events, "speech") == spoken and texts(events, "text") == ""
