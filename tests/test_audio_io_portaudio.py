@@ -33,8 +33,8 @@ def _portaudio_or_skip() -> None:
     if not sys.platform.startswith("linux"):
         pytest.skip("virtual ALSA devices need Linux")
     probe = subprocess.run([sys.executable, "-c", "import sounddevice"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip("PortAudio (libportaudio2) is not installed: " + probe.stderr.strip().splitlines()[-1])
+    assert probe.returncode == 0, ("PortAudio (libportaudio2) is not installed (scripts/setup.sh installs it): "
+                                   + probe.stderr.strip().splitlines()[-1])
 
 
 @pytest.fixture()

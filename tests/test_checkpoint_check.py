@@ -143,7 +143,6 @@ def test_resolve_specs(fake_checkpoint, tmp_path, monkeypatch):
 
 
 def test_token2wav_folder_is_checked(broken, capsys):
-    pytest.importorskip("stepvoice.engine.token2wav.check")
     (broken / "token2wav" / "flow.pt").unlink()
     _fails_naming(broken, capsys, "token2wav", "flow.pt")
 

@@ -294,6 +294,7 @@ def test_load_backend_spec_and_bad_url():
         VLLMBackend("127.0.0.1:8000")
 
 
+@pytest.mark.live
 @pytest.mark.skipif(not os.environ.get("STEPVOICE_VLLM_URL"), reason="set STEPVOICE_VLLM_URL to a vLLM fork server")
 def test_live_server_answers_text_and_speech():
     b = VLLMBackend(os.environ["STEPVOICE_VLLM_URL"])

@@ -18,8 +18,7 @@ import torch
 from stepvoice.engine.token2wav.config import FlowConfig, load_flow_config
 from stepvoice.engine.token2wav.voice import VoicePrompt
 
-pytest.importorskip("cosyvoice2", reason="step-audio2 reference modules (pip install --no-deps step-audio2)")
-
+# step-audio2's reference modules: installed --no-deps by `scripts/setup.sh --test`.
 from cosyvoice2.flow.decoder_dit import DiT  # noqa: E402
 from cosyvoice2.flow.flow import CausalMaskedDiffWithXvec  # noqa: E402
 from cosyvoice2.flow.flow_matching import CausalConditionalCFM  # noqa: E402

@@ -19,8 +19,7 @@ SR = 16000
 
 
 def need_espeak() -> None:
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (scripts/setup.sh installs it)")
+    assert shutil.which("espeak-ng"), "espeak-ng is not installed (scripts/setup.sh installs it, as root)"
 
 
 @functools.lru_cache(maxsize=32)
