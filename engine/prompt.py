@@ -65,10 +65,14 @@ class Prompt:
 
 def ta4_interleave(text_ids: Sequence[int], audio_ids: Sequence[int], tokenizer: StepTokenizer) -> list[int]:
     """The TA4 body of a spoken reply (without `<tts_start>`/`<tts_end>`): groups of
-    1 text id + 4 speech ids; the shorter stream is padded (`<tts_pad>` / `<audio_6561>`)."""
+    1 text id + up to 4 speech ids, as StepFun's vLLM fork rebuilds one from tts_text and
+    tts_audio (step_audio_2_tokenizer.py `build_tts_interleave_data`, branch step-audio2-mini):
+    text is padded with `<tts_pad>` up to the group count; speech is padded with
+    `<audio_6561>` only up to the GROUP count (not to 4 per group), so the last group can be
+    short and, when the text is longer, the groups after the speech carry text only."""
     groups = max(math.ceil(len(audio_ids) / TA4_SPEECH_PER_TEXT), len(text_ids))
     text = list(text_ids) + [tokenizer.tts_pad_id] * (groups - len(text_ids))
-    audio = list(audio_ids) + [tokenizer.audio_pad_id] * (groups * TA4_SPEECH_PER_TEXT - len(audio_ids))
+    audio = list(audio_ids) + [tokenizer.audio_pad_id] * max(0, groups - len(audio_ids))
     out: list[int] = []
     for g in range(groups):
         out.append(text[g])

@@ -122,7 +122,8 @@ def test_spoken_history_reinterleaved_ta4(tok):
     groups = len(text_ids) + 1
     body = []
     padded_text = text_ids + [tok.tts_pad_id]
-    padded_audio = tok.ids_of_codes(codes) + [tok.audio_pad_id]
+    # the fork pads speech only up to the group count (build_tts_interleave_data): here none, the last group is short
+    padded_audio = tok.ids_of_codes(codes)
     for g in range(groups):
         body += [padded_text[g]] + padded_audio[4 * g:4 * g + 4]
     assert ids == body + [tok.tts_end_id] + tok.encode(speech.tail_text)
@@ -132,11 +133,13 @@ def test_spoken_history_reinterleaved_ta4(tok):
 
 
 def test_ta4_text_longer_than_speech(tok):
-    t = tok.encode("a b c d")
-    out = ta4_interleave(t, tok.ids_of_codes([1, 2]), tok)
-    assert len(out) == 5 * len(t)
-    assert out[:5] == [t[0], *tok.ids_of_codes([1, 2]), tok.audio_pad_id, tok.audio_pad_id]
-    assert out[5:10] == [t[1]] + [tok.audio_pad_id] * 4
+    """The fork's padding (step_audio_2_tokenizer.py build_tts_interleave_data, branch
+    step-audio2-mini): speech padded with <audio_6561> up to the group count only."""
+    t = tok.encode("a b c d e f g")[:5]
+    assert len(t) == 5
+    c, pad = tok.ids_of_codes([1, 2]), tok.audio_pad_id
+    # 5 groups; speech padded to 5 ids: the first group has 4, the second 1, the rest none
+    assert ta4_interleave(t, c, tok) == [t[0], *c, pad, pad, t[1], pad, t[2], t[3], t[4]]
 
 
 def test_think_opening_and_continuation(tok):
