@@ -30,22 +30,41 @@ def installed() -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def sample_plugin():
-    """Install the sample plugin distribution into this venv (editable, no deps) unless scripts/test.sh did."""
-    if not installed():
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
-                        "--no-build-isolation", "-e", str(SAMPLE)], check=True, capture_output=True, timeout=300)
-        importlib.invalidate_caches()
-    try:
-        importlib.import_module("stepvoice_sample_plugin")
-    except ModuleNotFoundError:  # installed by this process: run the new .pth import hook here too
-        import site
-        import sysconfig
+def plugin_site(folder: Path) -> Path:
+    """A throwaway site folder holding the sample distribution's metadata (its entry points, read from its
+    pyproject) next to its package: on sys.path it is 'installed', and the user's venv never sees it."""
+    import tomllib
 
-        site.addsitedir(sysconfig.get_paths()["purelib"])
+    meta = tomllib.loads((SAMPLE / "pyproject.toml").read_text())["project"]
+    dist = folder / f"stepvoice_sample_plugin-{meta['version']}.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n")
+    eps = meta["entry-points"]["stepvoice.tools"]
+    (dist / "entry_points.txt").write_text("[stepvoice.tools]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sample_plugin(tmp_path_factory):
+    """The sample plugin distribution, found through entry points this fixture creates in a temporary folder
+    put on sys.path (and on PYTHONPATH for the CLI processes); removed afterwards."""
+    site = plugin_site(tmp_path_factory.mktemp("plugin_site"))
+    added = [str(site), str(SAMPLE)]
+    sys.path[:0] = added
+    os.environ["PYTHONPATH"] = os.pathsep.join([*added, *filter(None, [os.environ.get("PYTHONPATH")])])
+    importlib.invalidate_caches()
     assert installed()
-    return SAMPLE
+    yield SAMPLE
+    for p in added:
+        sys.path.remove(p)
+    old = os.environ["PYTHONPATH"].split(os.pathsep)[len(added):]
+    if old:
+        os.environ["PYTHONPATH"] = os.pathsep.join(old)
+    else:
+        del os.environ["PYTHONPATH"]
+    for name in [m for m in sys.modules if m.startswith("stepvoice_sample_plugin")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +76,9 @@ def cli(tmp_path_factory):
     env |= {"STEPVOICE_CONFIG": str(home / "config.toml"), "STEPVOICE_HOME": str(home)}
 
     def run_cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*STEPVOICE, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+        extra = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}  # sample_plugin's
+        return subprocess.run([*STEPVOICE, *args], capture_output=True, text=True, cwd=ROOT, env={**env, **extra},
+                              timeout=120)
 
     return run_cli
 
