@@ -159,6 +159,7 @@ def test_eval_toolcall_scripted_precision_recall(tmp_path, espeak_wav, home, cap
     assert m["parameter_accuracy"] == pytest.approx(50.0)
     assert m["trigger_recall/get_weather"] == m["trigger_recall"]
     assert any(r["metric"] == "trigger_recall/get_weather" and r["published"] == 100.0 for r in s["table"])
+    assert s["published_model"].startswith("Step-Audio 2 (full") and "Step-Audio 2 (full" in stdout
     rows = {json.loads(x)["id"]: json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()}
     assert rows["get_weather_positive-2"]["tool_calls"] == [{"name": "get_weather", "arguments": {"location": "Milan"}}]
 

@@ -22,6 +22,7 @@ def build_summary(task: str, dataset: Any, main_metric: str, result: Mapping[str
             pub = published(dataset.key, name)
             rows.append({"metric": name, "value": value, "published": pub["value"] if pub else None})
     pub_main = published(dataset.key, main_metric)
+    pub_any = pub_main or next((published(dataset.key, r["metric"]) for r in rows if r["published"] is not None), None)
     return {
         "task": task,
         "dataset": dataset.name,
@@ -35,8 +36,8 @@ def build_summary(task: str, dataset: Any, main_metric: str, result: Mapping[str
         "errors": result["errors"],
         "metrics": metrics,
         "table": rows,
-        "published_source": (pub_main or next((published(dataset.key, r["metric"]) for r in rows
-                                               if r["published"] is not None), None) or {}).get("source"),
+        "published_source": (pub_any or {}).get("source"),
+        "published_model": (pub_any or {}).get("model"),
         **dict(meta),
         "wall_s": result["wall_s"],
         "completion_tokens": result["completion_tokens"],
@@ -73,8 +74,7 @@ def format_table(summary: Mapping[str, Any]) -> str:
     for r in rows:
         lines.append(f"  {r['metric']:<{width}}  {_fmt(r['value']):>9}  {_fmt(r['published']):>9}")
     if summary.get("published_source"):
-        pub = summary.get("published") or {}
-        who = pub.get("model") or "Step-Audio 2 mini"
+        who = summary.get("published_model") or "Step-Audio 2 mini"
         lines.append(f"  published: {who}, {summary['published_source']}")
     sig = summary["metrics"].get("bleu_signature")
     if sig:

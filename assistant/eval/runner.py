@@ -14,6 +14,7 @@ uninterrupted run gives.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -111,7 +112,8 @@ async def _earlier_turn(turn: Any) -> Any:
     return Message.text(turn.role, turn.text)
 
 
-def toolcall_schemas() -> list[dict[str, Any]]:
+@functools.lru_cache(maxsize=1)
+def toolcall_schemas() -> tuple[dict[str, Any], ...]:
     """The four tools Step-Audio 2 was trained on, declared exactly as the product declares them."""
     from stepvoice.tools.builtins import BUILTINS
     from stepvoice.tools.registry import ToolRegistry
@@ -119,7 +121,7 @@ def toolcall_schemas() -> list[dict[str, Any]]:
     registry = ToolRegistry()
     for t in BUILTINS:
         registry.add(t)
-    return registry.schemas()
+    return tuple(registry.schemas())
 
 
 def make_session(run: EvalRun, backend: Any, config: Any) -> Any:
