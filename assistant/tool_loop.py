@@ -106,8 +106,12 @@ class ToolRunner:
                               elapsed_s=time.perf_counter() - start)
 
     def input_turn(self, results: Sequence[ToolResult], *, last: bool) -> Message:
-        """One `input` turn with the results (neutralised), the summary instruction after the last one."""
+        """One `input` turn with the results (neutralised), the summary instruction after the last one.
+
+        The results and the instruction are two parts, so the prompt tokenizes them as two
+        separate pieces, as the official example sends them (examples.py lines 121-122:
+        `{"type": "text", "text": search_result}, {"type": "text", "text": "\\n\\n\\n请用口语化..."}`)."""
         text = "\n\n".join(neutralize(r.content) for r in results)
         if last and self.config.summary_instruction:
-            text += self.config.summary_instruction
+            return Message("input", [Text(text), Text(self.config.summary_instruction)])
         return Message("input", [Text(text)])
