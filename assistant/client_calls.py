@@ -1,5 +1,6 @@
 """Calls to client-side tools (Realtime `session.tools`, `client_tools=`): the session
-does not run them; it waits for `add_tool_output` and continues with `respond(None)`."""
+does not run them; it waits for `add_tool_output`; `respond(None)` then answers from history
+(calls still pending stay pending: the model answers with the outputs it has)."""
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
@@ -37,14 +38,6 @@ class ClientCalls:
         answer = ToolResult(call.id, call.name, str(output), ok=True)
         self.history.append(self.runner.input_turn([answer], last=not self.pending))
         return answer
-
-    def check_can_continue(self) -> None:
-        """`respond(None)` needs every output in and an `input` turn last."""
-        if self.pending:
-            raise StepvoiceError("waiting for the output of client tool call(s) "
-                                 + ", ".join(self.pending) + ": call add_tool_output first")
-        if not self.history.messages or self.history.messages[-1].role != "input":
-            raise StepvoiceError("nothing to continue: respond(None) follows add_tool_output")
 
     def settle(self) -> None:
         """A new user turn while calls are unanswered: answer them so none stays pending."""

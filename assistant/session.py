@@ -58,6 +58,7 @@ from stepvoice.assistant.voice_control import VoiceControl
 from stepvoice.assistant.voices import SessionVoices
 from stepvoice.engine.events import Event, SpeechCodes, TextDelta, ToolCall, ToolResult, TurnEnd, Usage, VoiceChanged
 from stepvoice.engine.messages import Message, Text
+from stepvoice.engine.options import GenerationOptions
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class Session:
         self.runner = ToolRunner(self.tools, self.tool_context, self.config.tool_loop)
         self.client = ClientCalls(client_tools, self.runner, self._history)
         self.last_request: list[Message] = []  # the messages of the latest generation request
+        self.last_options: GenerationOptions | None = None  # and its options
 
     # ---- the parts, under the names callers use ---------------------------------------
 
@@ -182,12 +184,12 @@ class Session:
         reply: str | None = None,
         cancel: asyncio.Event | None = None,
     ) -> AsyncIterator[Event]:
-        """Answer `user_input` (None: continue after client tool outputs). Ends with one TurnEnd."""
+        """Answer `user_input` (None: answer from history as it is, e.g. after client tool outputs).
+        Ends with one TurnEnd."""
         reply = reply or self.config.reply
         task = self.request.preset(reply)
         reply = task.reply or reply
-        if user_input is None:
-            self.client.check_can_continue()
+        if user_input is None:  # answer from history as it is (pending client calls stay pending)
             user = None
         else:
             self.client.settle()
@@ -244,6 +246,7 @@ class Session:
         messages = await self.request.build(task, reply, context)
         options = self.request.options(task, reply)
         self.last_request = messages
+        self.last_options = options
         stream = self.backend.generate(messages, options, cancel)
         speech_out = self.speech_out
         finished = False
