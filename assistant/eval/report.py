@@ -138,7 +138,8 @@ def plot_runs(runs: Sequence[tuple[Path, Mapping[str, Any]]], keys: Sequence[tup
                 names.append(label)
                 values.append(float(s["value"]))
                 pub = pub or s.get("published")
-        ax.bar(range(len(values)), values, color="#4878a8")
+        bars = ax.bar(range(len(values)), values, color="#4878a8")
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
         ax.set_xticks(range(len(values)), names, rotation=30, ha="right", fontsize=7)
         if pub:
             ax.axhline(float(pub["value"]), color="#c44e52", linestyle="--", linewidth=1, label="published")
