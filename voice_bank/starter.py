@@ -1,7 +1,14 @@
 """Voices that exist with no setup, from clips shipped inside installed packages.
 
-- `default`: AISHELL-1 speaker S0764 (`s3tokenizer/assets/BAC009S0764W0121.wav`,
-  Apache-2.0), the clip token2wav uses when nothing else is chosen.
+- `default`: a FEMALE Mandarin speaker, AISHELL-1 speaker S0764
+  (`s3tokenizer/assets/BAC009S0764W0121.wav`, shipped in the s3tokenizer wheel,
+  Apache-2.0), the clip token2wav uses when nothing else is chosen. The official
+  system prompt asks for "the default female voice" (请用默认女声与用户交流,
+  examples.py line 104) and the official examples speak with
+  `assets/default_female.wav` (examples.py line 45); that file is only in the
+  GitHub repository, not on any package index, so the default is the closest
+  female clip that installs with the packages: its median pitch is about 230 Hz
+  (female range; tests/test_conformance_voice.py measures it).
 - `mandarin_deep`: the wheel's other clip of the same speaker (W0122) played
   at 0.8x speed (resampled), which lowers pitch and formants: a deeper, slower,
   distinct timbre, marked `derived`.
@@ -73,7 +80,8 @@ def starter_voices() -> list[StarterVoice]:
             DEFAULT_VOICE,
             "A clear, calm young adult female voice reading standard Mandarin Chinese at a moderate pace, like a "
             "news reader. 清晰、平稳的年轻女性声音，普通话标准，语速适中，像新闻播音员。",
-            ("female", "mandarin", "calm", "clear", "女声", "普通话"), f"s3tokenizer:{S3_CLIPS[0]}", None,
+            ("female", "mandarin", "calm", "clear", "default", "女声", "普通话", "默认女声"),
+            f"s3tokenizer:{S3_CLIPS[0]}", None,
             lambda: _load(first),
         ))
     if second is not None:

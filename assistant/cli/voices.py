@@ -77,13 +77,29 @@ def list_voices(args: argparse.Namespace) -> int:
 
     with _bank(args) as bank:
         voices = bank.list()
+    default = _default_voice(args)
     if args.json:
-        print(json.dumps([v.to_dict() for v in voices], ensure_ascii=False))
+        print(json.dumps([{**v.to_dict(), "default": v.name == default} for v in voices], ensure_ascii=False))
         return 0
     for v in voices:
         seconds = sf.info(str(v.clip)).duration if v.clip.is_file() else 0.0
-        print(f"{v.name:<20} {v.origin:<8} {seconds:5.1f}s  {v.description}")
+        mark = "*" if v.name == default else " "
+        print(f"{mark} {v.name:<20} {v.origin:<8} {seconds:5.1f}s  {v.description}")
+    print(f"* default voice (speaks when no voice is chosen): {default}")
     return 0
+
+
+def _default_voice(args: argparse.Namespace) -> str:
+    """The configured `voice`, else the built-in default (the female starter voice)."""
+    from stepvoice.voice_bank.voice import DEFAULT_VOICE
+
+    try:
+        from stepvoice.assistant.config import load_config
+
+        configured = load_config(getattr(args, "config_file", None)).voice
+    except Exception:  # a broken config is reported by the commands that use it; listing still works
+        configured = None
+    return configured or DEFAULT_VOICE
 
 
 def search_voices(args: argparse.Namespace) -> int:
