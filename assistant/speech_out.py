@@ -3,8 +3,10 @@
 One `SpeechOut` per session. Each spoken reply segment (one generation) is
 one token2wav stream; the voice prompt is looked up when a segment starts, so
 a voice switched by a tool (timbre_rag) is heard from the next segment on.
-token2wav work runs in a worker thread so the event loop keeps serving
-(barge-in, websockets) while audio is synthesised.
+All token2wav work runs in worker threads, opening a stream included (for a
+voice whose stream start is not cached yet that runs the prompt through the
+flow: seconds on a CPU), so the event loop keeps serving (VAD, barge-in,
+websockets) while audio is prepared and synthesised.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ class SpeechOut:
         self.error: str | None = None  # the latest synthesis failure, for the caller to report
         self._failed = False
         self._warming: asyncio.Task | None = None
+        self._segment = 0  # bumped by abort(): a stream opened for an aborted segment is dropped
 
     def set_voice(self, name: str | None) -> None:
         """Used from the next segment on (a segment in progress keeps its voice); its
@@ -72,8 +75,8 @@ class SpeechOut:
         if not codes or self._failed:
             return None
         try:
-            if self._stream is None:
-                await self._start()
+            if self._stream is None and not await self._start():
+                return None  # aborted (barge-in) while the stream was being opened
             pcm = await asyncio.to_thread(self._stream.push, list(codes))
         except Exception as e:
             self._fail(e)
@@ -98,6 +101,7 @@ class SpeechOut:
         """Drop the segment in progress without synthesising the rest (barge-in)."""
         self._stream = None
         self._failed = False
+        self._segment += 1
 
     def _fail(self, error: Exception) -> None:
         log.warning("speech synthesis failed, this reply continues without audio: %s", error)
@@ -105,11 +109,17 @@ class SpeechOut:
         self._stream = None
         self._failed = True
 
-    async def _start(self) -> None:
-        voice = self.voice
-        prompt = await asyncio.to_thread(self._voice_prompt, voice)
-        self._stream = self.token2wav.stream(prompt)
-        self.stream_voice = voice
+    async def _start(self) -> bool:
+        """Open the segment's stream in a worker thread; False when the segment was aborted meanwhile."""
+        voice, segment = self.voice, self._segment
+        stream = await asyncio.to_thread(self._open_stream, voice)
+        if segment != self._segment:
+            return False
+        self._stream, self.stream_voice = stream, voice
+        return True
+
+    def _open_stream(self, voice: str | None) -> Any:
+        return self.token2wav.stream(self._voice_prompt(voice))
 
     def _chunk(self, pcm: Any) -> AudioChunk | None:
         if pcm is None:

@@ -40,7 +40,7 @@ def fake_dirs(tmp_path_factory):
 
 
 def _setup(folder, prompt_seconds: float | None = None):
-    ours = Token2Wav.from_dir(folder, seed=SEED)
+    ours = Token2Wav.from_dir(folder, dtype="fp32", seed=SEED)
     clip = load_audio(default_voice_path())
     voice = ours.prepare_voice(clip[: int(16000 * prompt_seconds)] if prompt_seconds else clip)
     flow, hift = ref.load_reference(folder, ours.flow.decoder.rand_noise)

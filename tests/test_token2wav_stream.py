@@ -14,7 +14,7 @@ HELD_BACK = MEL_OVERLAP * 480  # the cross-fade tail a chunk keeps until the nex
 
 @pytest.fixture(scope="module")
 def t2w(fake_token2wav):
-    return Token2Wav.from_dir(fake_token2wav, seed=1)
+    return Token2Wav.from_dir(fake_token2wav, dtype="fp32", seed=1)
 
 
 @pytest.fixture(scope="module")

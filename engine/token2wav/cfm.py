@@ -14,7 +14,7 @@ from torch import nn
 
 from stepvoice.engine.errors import StepvoiceError
 from stepvoice.engine.token2wav.config import CFMConfig
-from stepvoice.engine.token2wav.dit import DiT, DiTCache
+from stepvoice.engine.token2wav.dit import Conditioning, DiT, DiTCache
 
 
 def draw_noise(channels: int, frames: int, seed: int) -> torch.Tensor:
@@ -28,6 +28,7 @@ class CausalConditionalCFM(nn.Module):
         self.cfg = cfg
         self.inference_cfg_rate = cfg.inference_cfg_rate
         self.estimator = DiT(cfg.estimator)
+        self.velocity_fn = None  # a compiled `estimator.velocity` (Token2Wav's compile option), else eager
         # Not a checkpoint tensor: drawn from `seed` so that runs repeat.
         self.register_buffer("rand_noise", draw_noise(cfg.estimator.out_channels, noise_frames, seed),
                              persistent=False)
@@ -43,27 +44,42 @@ class CausalConditionalCFM(nn.Module):
         s = torch.linspace(0, 1, n_timesteps + 1, device=like.device, dtype=like.dtype)
         return 1 - torch.cos(s * 0.5 * math.pi)
 
+    @staticmethod
+    def step_times(t_span: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The times and step sizes the Euler loop visits, accumulated exactly as the reference
+        does (t += dt; dt = t_span[i + 1] - t), so the same floats reach the estimator."""
+        t, dt = t_span[0].unsqueeze(0), t_span[1] - t_span[0]
+        times, dts = [t], [dt]
+        for step in range(1, t_span.shape[0] - 1):
+            t = t + dt
+            dt = t_span[step + 1] - t
+            times.append(t)
+            dts.append(dt)
+        return torch.cat(times), dts
+
     def _solve(self, x: torch.Tensor, mu: torch.Tensor, spks: torch.Tensor, cond: torch.Tensor,
                n_timesteps: int, caches: list[DiTCache] | None,
                keep_cache: bool) -> tuple[torch.Tensor, list[DiTCache | None]]:
-        """Euler integration; guidance runs the unconditioned half (mu, speaker, cond = 0) in the same batch."""
-        t_span = self.time_span(n_timesteps, mu)
-        t, dt = t_span[0].unsqueeze(0), t_span[1] - t_span[0]
-        mu_in = torch.cat([mu, torch.zeros_like(mu)], dim=0)
-        spks_in = torch.cat([spks, torch.zeros_like(spks)], dim=0)
-        cond_in = torch.cat([cond, torch.zeros_like(cond)], dim=0)
+        """Euler integration; guidance runs the unconditioned half (mu, speaker, cond = 0) in the same batch.
+
+        What does not change across steps is computed once: the estimator's projection of mu,
+        speaker and cond (the unconditioned half's is its bias alone) and every step's adaLN
+        modulation (a function of t only)."""
+        times, dts = self.step_times(self.time_span(n_timesteps, mu))
+        estimator = self.estimator
+        conditioned = estimator.condition(mu, spks, cond)
+        unconditioned = estimator.in_proj.bias.expand_as(conditioned.h)
+        fixed = Conditioning(conditioned.w_x, torch.cat([conditioned.h, unconditioned], dim=0))
+        mods = estimator.step_modulations(times)
+        velocity = self.velocity_fn or estimator.velocity
         rate = self.inference_cfg_rate
         new_caches: list[DiTCache] = []
-        for step in range(1, n_timesteps + 1):
-            cache = caches[step - 1] if caches is not None else None
-            v, new_cache = self.estimator(x.repeat(2, 1, 1), mu_in, t.repeat(2), spks_in, cond_in, cache,
-                                          use_cache=keep_cache)
+        for step in range(n_timesteps):
+            cache = caches[step] if caches is not None else None
+            v, new_cache = velocity(x.repeat(2, 1, 1), fixed, mods[step], cache, keep_cache)
             new_caches.append(new_cache)
             v_cond, v_uncond = v.chunk(2, dim=0)
-            x = x + dt * ((1.0 + rate) * v_cond - rate * v_uncond)
-            t = t + dt
-            if step < n_timesteps:
-                dt = t_span[step + 1] - t
+            x = x + dts[step] * ((1.0 + rate) * v_cond - rate * v_uncond)
         return x, new_caches
 
     def forward(self, mu: torch.Tensor, spks: torch.Tensor, cond: torch.Tensor, n_timesteps: int) -> torch.Tensor:

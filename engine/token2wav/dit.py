@@ -161,8 +161,14 @@ class DiTBlock(nn.Module):
                 conv_tails: tuple[torch.Tensor, torch.Tensor] | None = None, use_cache: bool = True):
         """x (B, T, C), c (B or 1, 1, C) -> x, new kv cache, new conv tails (x updated in place
         under no-grad / inference mode)."""
+        return self.forward_modulated(x, self.adaLN_modulation(c).chunk(9, dim=-1), kv_cache, conv_tails, use_cache)
+
+    def forward_modulated(self, x: torch.Tensor, mods: tuple[torch.Tensor, ...], kv_cache: KV | None = None,
+                          conv_tails: tuple[torch.Tensor, torch.Tensor] | None = None, use_cache: bool = True):
+        """`forward` with the 9 adaLN vectors already computed (they depend on t only: see
+        `DiT.step_modulations`)."""
         (shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp,
-         shift_conv, scale_conv, gate_conv) = self.adaLN_modulation(c).chunk(9, dim=-1)
+         shift_conv, scale_conv, gate_conv) = mods
         att, kv_cache = self.attn(self._norm(x, shift_msa, scale_msa), kv_cache, use_cache)
         x = _gated_add(x, att, gate_msa)
         conv, conv_tails = self.conv(self._norm(x, shift_conv, scale_conv), conv_tails)
@@ -179,7 +185,10 @@ class FinalLayer(nn.Module):
         self.linear = nn.Linear(hidden, out_channels)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
+        return self.forward_modulated(x, self.adaLN_modulation(c).chunk(2, dim=-1))
+
+    def forward_modulated(self, x: torch.Tensor, mods: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        shift, scale = mods
         return self.linear(modulate(self.norm_final(x), shift, scale))
 
 
@@ -209,22 +218,67 @@ class DiT(nn.Module):
         self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.depth))
         self.final_layer = FinalLayer(cfg.hidden_size, cfg.out_channels)
 
+    # ---- the parts of a velocity evaluation that do not change across Euler steps
+    def condition(self, mu: torch.Tensor, spks: torch.Tensor, cond: torch.Tensor) -> Conditioning:
+        """in_proj of [x, mu, speaker, cond] = W_x x + (W_mu mu + W_spk speaker + W_cond cond + b):
+        the bracket is fixed for a whole solve, so it is computed once here, not at every step.
+        mu, cond (B, 80, T); spks (B, 80)."""
+        n = mu.shape[1]
+        w, b = self.in_proj.weight, self.in_proj.bias
+        h = F.linear(torch.cat([mu, cond], dim=1).transpose(1, 2),
+                     torch.cat([w[:, n:2 * n], w[:, 3 * n:4 * n]], dim=1), b)
+        h = h + F.linear(spks, w[:, 2 * n:3 * n]).unsqueeze(1)
+        return Conditioning(w[:, :n].contiguous(), h)
+
+    def step_modulations(self, t: torch.Tensor) -> list[StepModulation]:
+        """t (S,): one time per Euler step -> per step the adaLN vectors of every block and of
+        the final layer, each (1, 1, C): one batched GEMM per block for all steps."""
+        c = self.t_embedder(t)  # (S, C)
+        per_block = [block.adaLN_modulation(c) for block in self.blocks]  # (S, 9C) each
+        final = self.final_layer.adaLN_modulation(c)  # (S, 2C)
+        return [StepModulation(tuple(m[s].view(1, 1, -1).chunk(9, dim=-1) for m in per_block),
+                               final[s].view(1, 1, -1).chunk(2, dim=-1)) for s in range(t.shape[0])]
+
+    def velocity(self, x: torch.Tensor, cond: Conditioning, mods: StepModulation, cache: DiTCache | None,
+                 use_cache: bool) -> tuple[torch.Tensor, DiTCache | None]:
+        """One Euler step's estimator call with its invariants precomputed: x (B, 80, T) ->
+        velocity (B, 80, T) and the new cache (None without `use_cache`)."""
+        h = torch.addmm(cond.h.flatten(0, 1), x.transpose(1, 2).reshape(-1, x.shape[1]), cond.w_x.t())
+        h = h.view(cond.h.shape)
+        kv_in = cache.kv if cache is not None else (None,) * len(self.blocks)
+        conv_in = cache.conv if cache is not None else (None,) * len(self.blocks)
+        kv_out, conv_out = [], []
+        for block, block_mods, kv, tails in zip(self.blocks, mods.blocks, kv_in, conv_in):
+            h, kv, tails = block.forward_modulated(h, block_mods, kv, tails, use_cache)
+            kv_out.append(kv)
+            conv_out.append(tails)
+        new_cache = DiTCache(tuple(kv_out), tuple(conv_out)) if use_cache else None
+        return self.final_layer.forward_modulated(h, mods.final).transpose(1, 2), new_cache
+
     def forward(self, x: torch.Tensor, mu: torch.Tensor, t: torch.Tensor, spks: torch.Tensor,
                 cond: torch.Tensor, cache: DiTCache | None = None,
                 use_cache: bool = True) -> tuple[torch.Tensor, DiTCache | None]:
         """x, mu, cond (B, 80, T); t (B,); spks (B, 80) -> velocity (B, 80, T) and the new cache
-        (None without `use_cache`)."""
+        (None without `use_cache`). One-off calls; the solver uses condition/step_modulations/velocity."""
         if t.numel() > 1 and bool((t == t[:1]).all()):
             t = t[:1]  # one time for the whole batch: modulate once, fused into the norms
         c = self.t_embedder(t).unsqueeze(1)  # (B or 1, 1, C)
-        spks = spks.unsqueeze(-1).expand(-1, -1, x.shape[-1])
-        h = self.in_proj(torch.cat([x, mu, spks, cond], dim=1).transpose(1, 2))
-        kv_in = cache.kv if cache is not None else (None,) * len(self.blocks)
-        conv_in = cache.conv if cache is not None else (None,) * len(self.blocks)
-        kv_out, conv_out = [], []
-        for block, kv, tails in zip(self.blocks, kv_in, conv_in):
-            h, kv, tails = block(h, c, kv, tails, use_cache)
-            kv_out.append(kv)
-            conv_out.append(tails)
-        new_cache = DiTCache(tuple(kv_out), tuple(conv_out)) if use_cache else None
-        return self.final_layer(h, c).transpose(1, 2), new_cache
+        mods = StepModulation(tuple(block.adaLN_modulation(c).chunk(9, dim=-1) for block in self.blocks),
+                              self.final_layer.adaLN_modulation(c).chunk(2, dim=-1))
+        return self.velocity(x, self.condition(mu, spks, cond), mods, cache, use_cache)
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """A solve's fixed estimator input: the x columns of in_proj and the projection of the rest."""
+
+    w_x: torch.Tensor  # (C, 80)
+    h: torch.Tensor  # (B, T, C)
+
+
+@dataclass(frozen=True)
+class StepModulation:
+    """One Euler step's adaLN vectors: 9 per block, 2 for the final layer (each (1 or B, 1, C))."""
+
+    blocks: tuple[tuple[torch.Tensor, ...], ...]
+    final: tuple[torch.Tensor, torch.Tensor]

@@ -5,8 +5,10 @@
     wav = t2w.synthesize(codes, voice)                # float32, 24 kHz
     s = t2w.stream(voice); s.push(codes[:40]); s.finish()
 
-Runs on any torch device (fp32 by default; `dtype` casts the flow only, the
-vocoder stays fp32). Outputs are reproducible: the flow's noise comes from
+Runs on any torch device. `dtype="auto"` (the default) picks the flow's
+precision per device (bf16 on CPUs with native bf16 matmuls, fp32 on other
+CPUs, bf16/fp16 on GPUs: `engine.token2wav.precision`); the vocoder stays
+fp32; `precision.reason` says why, and the choice is logged. Outputs are reproducible: the flow's noise comes from
 `seed`, and each synthesis / stream draws the vocoder's random phases from
 its own generator seeded with `seed`. A stream's start (the prompt run
 through encoder and estimator) depends only on the voice, so it is computed
@@ -18,12 +20,17 @@ Speed / quality knobs (measured by bench/token2wav.py):
   Euler steps; the flow's cost is proportional. 5 steps roughly halve it and
   make real-size CPU streaming faster than real time; audio quality drops
   gently (coarser ODE solve), output no longer equals the reference.
-- `first_chunk` (per stream; official 25 codes = 1 s, at least 4): fewer codes
-  give the first audio sooner; the audio equals the reference streamed with
-  the same chunk boundaries (not quite that of 25-code chunks).
+- `first_chunk` (per stream; official 25 codes = 1 s, at least 4; default
+  per device, `default_first_chunk`): fewer codes give the first audio
+  sooner; the audio equals the reference streamed with the same chunk
+  boundaries (not quite that of 25-code chunks).
+- `compile` (from_dir): the estimator's velocity step through torch.compile
+  (inductor). Off by default on CPU: measured no faster there, and its first
+  call compiles for minutes (bench/token2wav.py has the row).
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -35,6 +42,7 @@ from stepvoice.engine.errors import CheckpointError, StepvoiceError
 from stepvoice.engine.token2wav.codes import check_codes
 from stepvoice.engine.token2wav.config import SAMPLE_RATE
 from stepvoice.engine.token2wav.flow import FlowCache
+from stepvoice.engine.token2wav.precision import Precision, choose_precision
 from stepvoice.engine.token2wav.stream import Stream, VoiceTensors
 from stepvoice.engine.token2wav.voice import VoicePreparer, VoicePrompt
 from stepvoice.engine.token2wav.weights import load_flow, load_hift
@@ -42,30 +50,33 @@ from stepvoice.engine.token2wav.weights import load_flow, load_hift
 DEFAULT_TIMESTEPS = 10
 DEFAULT_CHUNK = 25  # codes per streamed chunk (1 s), as the official streaming
 START_CACHE_VOICES = 2  # stream starts kept (each holds the prompt's estimator caches)
+# First streamed chunk (codes) per device type: on a 2-core CPU a 10-code chunk (+3 look-ahead)
+# comes out of a warm voice in about half the time of the official 25 (bench/token2wav.py);
+# GPUs compute either in tens of ms, so what counts there is how soon the model has produced
+# the codes: 10 codes + 3 look-ahead is 0.4 s of speech tokens instead of 1.1 s.
+FIRST_CHUNK = {"cpu": 10, "cuda": 10, "mps": 10}
 
-_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+log = logging.getLogger(__name__)
 
 
-def _dtype(dtype: torch.dtype | str | None) -> torch.dtype:
-    if dtype is None or dtype == "auto":
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in _DTYPES:
-        raise StepvoiceError(f"unknown dtype {dtype!r} (choose {', '.join(sorted(_DTYPES))})")
-    return _DTYPES[dtype]
+def default_first_chunk(device: torch.device, dtype: torch.dtype) -> int:
+    """Codes in a stream's first chunk on `device` (see FIRST_CHUNK)."""
+    return FIRST_CHUNK.get(device.type, DEFAULT_CHUNK)
 
 
 class Token2Wav:
     sample_rate = SAMPLE_RATE
 
     def __init__(self, flow, hift, voice_models: Path | None, device: torch.device, dtype: torch.dtype,
-                 n_timesteps: int = DEFAULT_TIMESTEPS, seed: int = 0):
+                 n_timesteps: int = DEFAULT_TIMESTEPS, seed: int = 0, precision: Precision | None = None,
+                 first_chunk: int | None = None):
         """`voice_models`: the folder holding campplus.onnx and the speech tokenizer, loaded on
         the first `prepare_voice` (voices cached by a voice bank never need them)."""
         if n_timesteps < 1:
             raise StepvoiceError("n_timesteps must be at least 1")
+        self.precision = precision or Precision(dtype, torch.float32, f"{dtype} as given")
+        self.first_chunk = first_chunk or default_first_chunk(device, dtype)
+        self.compiled = False
         self.flow, self.hift = flow, hift
         self._voice_models = voice_models
         self._preparer: VoicePreparer | None = None
@@ -78,9 +89,15 @@ class Token2Wav:
         self._preparer_lock = threading.Lock()
 
     @classmethod
-    def from_dir(cls, path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None,
-                 n_timesteps: int = DEFAULT_TIMESTEPS, seed: int = 0) -> "Token2Wav":
-        """Load a token2wav/ folder (or a checkpoint folder that contains one)."""
+    def from_dir(cls, path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | str | None = "auto",
+                 n_timesteps: int = DEFAULT_TIMESTEPS, seed: int = 0, compile: bool = False,
+                 first_chunk: int | None = None) -> "Token2Wav":
+        """Load a token2wav/ folder (or a checkpoint folder that contains one).
+
+        dtype: "auto" (per device, see `engine.token2wav.precision`), "fp32", "bf16", "fp16" or a
+        torch dtype; None means fp32. n_timesteps: Euler steps (quality/speed table in the README).
+        compile: torch.compile the estimator's step. first_chunk: codes in a stream's first chunk
+        (default per device)."""
         path = Path(path)
         if (path / "token2wav").is_dir():
             path = path / "token2wav"
@@ -90,10 +107,25 @@ class Token2Wav:
             device = torch.device(device)
         except RuntimeError as exc:
             raise StepvoiceError(f"unknown device {device!r}: {exc}") from None
-        torch_dtype = _dtype(dtype)
-        flow = load_flow(path, device, torch_dtype, seed)
+        if n_timesteps is None or int(n_timesteps) < 1:
+            raise StepvoiceError(f"token2wav steps must be at least 1, got {n_timesteps!r}")
+        precision = choose_precision(device, "fp32" if dtype is None else dtype)
+        log.info("token2wav on %s: %s", device, precision.reason)
+        flow = load_flow(path, device, precision.flow, seed)
         hift = load_hift(path, device)
-        return cls(flow, hift, path, device, torch_dtype, n_timesteps, seed)
+        t2w = cls(flow, hift, path, device, precision.flow, int(n_timesteps), seed, precision, first_chunk)
+        if compile:
+            t2w.compile()
+        return t2w
+
+    def compile(self) -> None:
+        """Run the estimator's velocity step through torch.compile (inductor; dynamic shapes: chunks and
+        caches change length). The first calls compile (minutes on a small CPU); outputs stay within
+        float rounding of eager."""
+        if not self.compiled:
+            estimator = self.flow.decoder.estimator
+            self.flow.decoder.velocity_fn = torch.compile(estimator.velocity, dynamic=True)
+            self.compiled = True
 
     # ---- voices
     def prepare_voice(self, wav: str | Path | np.ndarray, sr: int | None = None) -> VoicePrompt:
@@ -178,10 +210,12 @@ class Token2Wav:
         v = self._tensors(voice)
         self._start(v, (voice.fingerprint(), n_timesteps or self.n_timesteps))
 
-    def stream(self, voice: VoicePrompt | str | Path | np.ndarray, first_chunk: int = DEFAULT_CHUNK,
+    def stream(self, voice: VoicePrompt | str | Path | np.ndarray, first_chunk: int | None = None,
                chunk: int = DEFAULT_CHUNK, n_timesteps: int | None = None) -> Stream:
-        """A new stream for one utterance in `voice` (see `engine.token2wav.stream`)."""
+        """A new stream for one utterance in `voice` (see `engine.token2wav.stream`); first_chunk
+        defaults to this device's (`self.first_chunk`)."""
         voice = self._voice(voice)
+        first_chunk = first_chunk or self.first_chunk
         steps = n_timesteps or self.n_timesteps
         v = self._tensors(voice)
         start = self._start(v, (voice.fingerprint(), steps))
