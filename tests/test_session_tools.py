@@ -269,13 +269,24 @@ def test_client_tools_are_handed_back_and_the_turn_continues_after_their_output(
     declared = json.loads(backend.requests[0][0][1].plain_text)
     assert [t["function"]["name"] for t in declared] == ["open_door"]
 
-    with pytest.raises(Exception, match="add_tool_output"):
-        collect(session, None)
     session.add_tool_output(call.id, "door 3 opened")
     events = collect(session, None)
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "The door is open."
     assert backend.requests[1][0][-1].role == "input" and "door 3 opened" in backend.requests[1][0][-1].plain_text
     assert [m.role for m in session.history] == ["human", "assistant", "input", "assistant"]
+
+
+def test_respond_none_answers_from_history_and_leaves_client_calls_pending():
+    schema = {"type": "function", "function": {"name": "open_door", "parameters": {"type": "object"}}}
+    backend = script("Hello! How can I help?", {"tool_calls": [{"name": "open_door"}]}, "Still opening.")
+    session = Session(backend, client_tools=[schema])
+    events = collect(session, None)  # a greeting on an empty history (Realtime response.create)
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Hello! How can I help?"
+    (call,) = [e for e in collect(session, "open the door") if isinstance(e, ToolCall)]
+    events = collect(session, None)  # no output yet: the model answers, the call stays pending
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Still opening."
+    assert set(session.pending_client_calls) == {call.id}
+    assert [m.role for m in backend.requests[2][0]][-2:] == ["human", "assistant"]
 
 
 def test_client_tools_in_the_realtime_form_are_declared_in_the_model_form():
