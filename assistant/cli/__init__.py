@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 # Command groups, in help order. Each is assistant.cli.<name> with register().
-COMMAND_MODULES = ("model", "ask", "chat", "run", "voices", "index", "tools", "serve", "eval", "config")
+COMMAND_MODULES = ("model", "ask", "chat", "run", "voices", "index", "tools", "serve", "eval", "config", "doctor")
 
 
 def common_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ import sys
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
-    p = subparsers.add_parser("model", help="download, fake, check or describe a checkpoint")
+    p = subparsers.add_parser("model", help="download, list, remove, fake, check or describe a checkpoint")
     sub = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)
 
     d = sub.add_parser("download", parents=[common], help="download a checkpoint from the Hugging Face hub")
@@ -25,6 +25,10 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     c = sub.add_parser("check", parents=[common], help="check a checkpoint folder (files, tensors, tokens)")
     c.add_argument("dir", help="checkpoint folder")
     c.set_defaults(handler=cmd_check)
+
+    from stepvoice.assistant.cli.model_cache import register_cache  # list, rm
+
+    register_cache(sub, common)
 
     pp = sub.add_parser("params", parents=[common], help="list parameter names and shapes of an architecture")
     pp.add_argument("dir", nargs="?", default=None, help="checkpoint folder (reads its config.json)")
