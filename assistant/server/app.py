@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import mimetypes
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Callable
@@ -59,12 +60,13 @@ def tls_context(cert: str | None, key: str | None):
 
     if cert is None:
         raise ConfigError("--tls-key needs --tls-cert")
+    for path in (cert, key):
+        if path is not None and not os.path.isfile(path):
+            raise ConfigError(f"TLS file not found: {path}")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         ctx.load_cert_chain(cert, key)
-    except FileNotFoundError as e:
-        raise ConfigError(f"TLS file not found: {e.filename}") from None
     except (ssl.SSLError, OSError) as e:
         raise ConfigError(f"cannot use the TLS certificate {cert} / key {key or cert}: {e}") from None
     return ctx
