@@ -5,20 +5,30 @@ English WERs with Whisper-family and GPT-4o systems, whose published numbers
 use OpenAI's Whisper English normaliser; LibriSpeech references are upper case
 with spelled-out numbers while the model writes "Mr. Smith paid $20."; without
 these rules formatting alone costs several points of WER. The rules (our own
-implementation, applied identically to reference and hypothesis):
+implementation, written from the behaviour, applied identically to reference
+and hypothesis; tests/test_eval_scorers.py checks that it scores a set of
+pairs exactly as the `whisper-normalizer` package does):
 
  1. Unicode NFKC, lower case; diacritics dropped ("café" -> "cafe").
  2. Bracketed asides removed: "[noise]", "(laughs)", "<unk>".
  3. Contractions expanded: won't -> will not, can't -> can not, n't -> not,
-    're -> are, 'll -> will, 've -> have, 'm -> am; other apostrophes dropped
-    ("john's" -> "johns").
- 4. Hesitations dropped: uh, um, umm, hmm, mm, mhm, er, ah, eh.
- 5. Titles standardised: mr/mrs/ms/dr/st ("mister" -> "mr", "doctor" stays).
- 6. Numbers as digits: "twenty one" -> "21", "two thousand and five" -> "2005",
-    "three point five" -> "3.5", "1,000" -> "1000", "first"/"twenty first" ->
-    "1st"/"21st"; "%" -> " percent"; "$" -> " dollars" after the number.
- 7. A few British spellings made American (colour -> color, ...).
- 8. Other punctuation and symbols become spaces; whitespace collapsed.
+    're -> are, 'll -> will, 've -> have, 'm -> am, 'd -> would, 's -> is
+    (as Whisper's, also for possessives: both sides alike); other apostrophes
+    dropped.
+ 4. Hesitations dropped: uh, um, umm, hmm, mm, mhm, er, ah, eh; spoken forms
+    spelled out: gonna -> going to, wanna -> want to, kinda -> kind of, ...
+ 5. Titles spelled out: mr -> mister, mrs -> missus, dr -> doctor,
+    st -> saint, prof -> professor, jr -> junior, ...
+ 6. Numbers as digits: "twenty one" -> "21", "two thousand and five" ->
+    "2005", "a hundred" -> "a 100", "three point five" -> "3.5", "1,000" ->
+    "1000", "5 million" -> "5000000", "twenty first" -> "21st", "nineties" -> "90s"; consecutive
+    numbers are read as one ("nineteen ninety" -> "1990", "five six" -> "56");
+    a lone "one" stays a word ("no one"); "fifty percent" -> "50%",
+    "twenty dollars" -> "$20", "twenty dollars and five cents" -> "$20.05".
+ 7. A few British spellings made American (colour -> color, ...; Whisper
+    ships a list of ~1700, this keeps the common ones).
+ 8. Other punctuation and symbols become spaces ($ and % stay on numbers);
+    whitespace collapsed.
 
 Chinese (`normalise_zh`): CER on characters. NFKC (full-width letters, digits
 and ASCII-range punctuation become half-width), every Unicode punctuation or
@@ -46,21 +56,34 @@ _CONTRACTIONS = [
     (re.compile(r"'ll\b"), " will"),
     (re.compile(r"'ve\b"), " have"),
     (re.compile(r"'m\b"), " am"),
+    (re.compile(r"'d\b"), " would"),
+    (re.compile(r"'s\b"), " is"),
 ]
+_INFORMAL = {  # spoken forms written as such
+    "gonna": "going to", "wanna": "want to", "gotta": "got to", "kinda": "kind of", "sorta": "sort of",
+    "dunno": "do not know", "coulda": "could have", "shoulda": "should have", "woulda": "would have",
+    "cause": "because", "yall": "you all", "maam": "madam",
+}
 _HESITATIONS = {"uh", "um", "umm", "uhm", "hmm", "hm", "mm", "mhm", "er", "erm", "ah", "eh"}
-_TITLES = {"mister": "mr", "missus": "mrs", "saint": "st"}
+_TITLES = {
+    "mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint", "prof": "professor", "jr": "junior",
+    "sr": "senior", "capt": "captain", "gen": "general", "lt": "lieutenant", "col": "colonel", "rev": "reverend",
+    "sen": "senator", "gov": "governor", "rep": "representative", "pres": "president", "esq": "esquire",
+}
 _BRITISH = {
     "colour": "color", "colours": "colors", "favourite": "favorite", "honour": "honor", "honours": "honors",
     "neighbour": "neighbor", "neighbours": "neighbors", "labour": "labor", "behaviour": "behavior",
     "centre": "center", "centres": "centers", "theatre": "theater", "metre": "meter", "metres": "meters",
     "realise": "realize", "realised": "realized", "organise": "organize", "organised": "organized",
     "grey": "gray", "travelled": "traveled", "travelling": "traveling", "defence": "defense",
+    "harbour": "harbor", "humour": "humor", "rumour": "rumor", "armour": "armor", "flavour": "flavor",
 }
 
 _UNITS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
     "sixteen seventeen eighteen nineteen".split())}
 _TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
+_TENS_PLURAL = {w + "s": v for w, v in ((w[:-1] + "ie", v) for w, v in _TENS.items())}  # twenties .. nineties
 _SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9, "trillion": 10**12}
 _ORDINALS = {
     "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
@@ -69,7 +92,7 @@ _ORDINALS = {
     "twentieth": 20, "thirtieth": 30, "fortieth": 40, "fiftieth": 50, "sixtieth": 60, "seventieth": 70,
     "eightieth": 80, "ninetieth": 90, "hundredth": 100, "thousandth": 1000,
 }
-_NUMBER_WORDS = set(_UNITS) | set(_TENS) | set(_SCALES)
+_NUMBER_WORDS = set(_UNITS) | set(_TENS) | set(_SCALES) | set(_TENS_PLURAL)
 
 
 def _suffix(n: int) -> str:
@@ -79,10 +102,10 @@ def _suffix(n: int) -> str:
 
 
 def _take_number(tokens: list[str], i: int) -> tuple[str, int] | None:
-    """The longest number spelled out from tokens[i] on, as digits, and the index after it (None: not a number).
+    """One number spelled out from tokens[i] on, as digits, and the index after it (None: not a number).
 
-    A small state machine keeps separate numbers apart: "five six" is 5 6, "nineteen ninety" is 19 90,
-    "two hundred and five" is 205, "twenty first" is 21st, "three point one four" is 3.14."""
+    A small state machine says where one number ends: "twenty one" is 21 and "two hundred and five"
+    is 205, but in "five six" or "nineteen ninety" a second number starts at the second word."""
     total = current = 0
     last = ""  # kind of the previous word: unit, teen, tens, hundred, scale
     j = i
@@ -95,20 +118,22 @@ def _take_number(tokens: list[str], i: int) -> tuple[str, int] | None:
             if last in ("unit", "teen") or (last == "tens" and kind == "teen"):
                 break
             current += v
-        elif w in _TENS:
+        elif w in _TENS or w in _TENS_PLURAL:
             if last in ("unit", "teen", "tens"):
                 break
+            if w in _TENS_PLURAL:  # "nineties" -> 90s
+                return f"{total + current + _TENS_PLURAL[w]}s", j + 1
             current += _TENS[w]
             kind = "tens"
         elif w == "hundred":
-            if last not in ("unit", "teen") or current >= 100:
+            if last in ("tens", "hundred") or current >= 100:
                 break
-            current *= 100
+            current = (current or 1) * 100  # "a hundred" is 100
             kind = "hundred"
         elif w in _SCALES:
-            if not last or last == "scale" or current == 0:
+            if last == "scale":
                 break
-            total += current * _SCALES[w]
+            total += (current or 1) * _SCALES[w]
             current = 0
             kind = "scale"
         elif w == "and" and last in ("hundred", "scale") and j + 1 < len(tokens) and (
@@ -143,17 +168,63 @@ def _take_number(tokens: list[str], i: int) -> tuple[str, int] | None:
     return str(value), end
 
 
+def _starts_number(token: str) -> bool:
+    return token in _NUMBER_WORDS or token in _ORDINALS
+
+
 def _numbers_to_digits(tokens: list[str]) -> list[str]:
     out: list[str] = []
     i = 0
     while i < len(tokens):
-        taken = _take_number(tokens, i) if tokens[i] in _NUMBER_WORDS or tokens[i] in _ORDINALS else None
+        if _NUMBER.match(tokens[i]) and i + 1 < len(tokens) and tokens[i + 1] in _SCALES:
+            value = float(tokens[i]) * _SCALES[tokens[i + 1]]  # "5 million" -> 5000000, "1.5 billion"
+            out.append(str(int(value)) if value.is_integer() else f"{value:g}")
+            i += 2
+            continue
+        taken = _take_number(tokens, i) if _starts_number(tokens[i]) else None
         if taken is None:
             out.append(tokens[i])
             i += 1
+            continue
+        digits, j = taken
+        # Numbers said one after another are one figure: "nineteen ninety" 1990, "five six" 56.
+        while digits.isdigit() and j < len(tokens) and tokens[j] in _NUMBER_WORDS:
+            more = _take_number(tokens, j)
+            if more is None:
+                break
+            digits, j = digits + more[0], more[1]
+        out.append("one" if (tokens[i] == "one" and j == i + 1) else digits)  # "no one" stays words
+        i = j
+    return _money_and_percent(out)
+
+
+_NUMBER = re.compile(r"^\d+(\.\d+)?$")
+
+
+def _money_and_percent(tokens: list[str]) -> list[str]:
+    """20 percent -> 20%, 20 dollars -> $20, 20 dollars and 5 cents -> $20.05, $ 20 -> $20, 50 % -> 50%."""
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        t = tokens[i]
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+        if _NUMBER.match(t) and nxt in ("percent", "%"):
+            out.append(t + "%")
+            i += 2
+        elif _NUMBER.match(t) and nxt in ("dollars", "dollar"):
+            if (i + 4 < len(tokens) and tokens[i + 2] == "and" and tokens[i + 3].isdigit()
+                    and tokens[i + 4] in ("cents", "cent") and "." not in t):
+                out.append(f"${t}.{int(tokens[i + 3]):02d}")
+                i += 5
+            else:
+                out.append("$" + t)
+                i += 2
+        elif t == "$" and _NUMBER.match(nxt):
+            out.append("$" + nxt)
+            i += 2
         else:
-            out.append(taken[0])
-            i = taken[1]
+            out.append(t)
+            i += 1
     return out
 
 
@@ -166,16 +237,14 @@ def normalise_en(text: str) -> str:
     for pattern, repl in _CONTRACTIONS:
         s = pattern.sub(repl, s)
     s = re.sub(r"(?<=\d),(?=\d{3}\b)", "", s)  # 1,000 -> 1000
-    s = re.sub(r"\$\s*(\d+(?:\.\d+)?)", r"\1 dollars", s)
-    s = s.replace("%", " percent ")
     s = re.sub(r"\.(?!\d)|(?<!\d)\.", " ", s)  # keep decimal points only
     s = s.replace("'", "")
-    s = re.sub(r"[^\w\s.]", " ", s)
-    s = s.replace("_", " ")
-    tokens = [_TITLES.get(t, t) for t in s.split() if t not in _HESITATIONS]
+    s = re.sub(r"[^\w\s.$%]", " ", s)
+    s = re.sub(r"([$%])", r" \1 ", s).replace("_", " ")  # "$20" and "50%" are rebuilt from the parts
+    tokens = [w for t in s.split() if t not in _HESITATIONS for w in _INFORMAL.get(t, t).split()]
+    tokens = [_TITLES.get(t, t) for t in tokens]
     tokens = [_BRITISH.get(t, t) for t in tokens]
-    tokens = _numbers_to_digits(tokens)
-    return " ".join(tokens)
+    return " ".join(_numbers_to_digits(tokens))
 
 
 # --- Chinese ------------------------------------------------------------------------------
