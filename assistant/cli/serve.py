@@ -36,6 +36,10 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--voice-map", action="append", default=[], metavar="NAME=VOICE",
                    help="map an OpenAI voice name (alloy, ash, marin ...) to a bank voice; repeatable")
     p.add_argument("--max-connections", type=int, default=64, help="refuse clients beyond this many (default 64)")
+    p.add_argument("--max-connections-per-client", type=int, default=None, metavar="N",
+                   help="refuse one client address beyond this many connections (default 32)")
+    p.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
+                   help="close a connection idle this long (no client event, no response in flight; default 600)")
     p.set_defaults(handler=serve_command)
 
 
@@ -51,9 +55,25 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.max_connections < 1:
         raise ConfigError("--max-connections must be >= 1")
     # Checked before the model loads: a refused bind or a bad origin should not cost a load.
+    from stepvoice.assistant.server.limits import ServerLimits
+    from stepvoice.assistant.server.redact import redact_secrets_in_logs
+
+    redact_secrets_in_logs(token)  # --debug logs request headers: never the token
+    limits = ServerLimits()
+    if args.max_connections_per_client is not None:
+        limits.max_connections_per_client = args.max_connections_per_client
+    if args.idle_timeout is not None:
+        limits.idle_timeout_s = args.idle_timeout
+    try:
+        limits.__post_init__()
+    except ValueError as e:
+        raise ConfigError(f"serve: {e}") from None
     server_config = ServerConfig(host=args.host, port=args.port, token=token, max_connections=args.max_connections,
-                                 allow_origins=tuple(args.allow_origin), tls_cert=args.tls_cert, tls_key=args.tls_key)
+                                 allow_origins=tuple(args.allow_origin), tls_cert=args.tls_cert, tls_key=args.tls_key,
+                                 server_limits=limits)
     factory = build_factory(args)
+    if factory.model_name != "scripted":  # session.update sizes are also counted in tokens (limits.py)
+        factory.tokenizer = getattr(factory.new_backend(), "tokenizer", None)
     if factory.config.allow_origins:
         server_config = dataclasses.replace(
             server_config, allow_origins=server_config.allow_origins + tuple(factory.config.allow_origins))
@@ -64,8 +84,22 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"stepvoice serving {factory.model_name}: page http{s}://{host}:{server.port}/  "
               f"realtime ws{s}://{host}:{server.port}/v1/realtime", flush=True)
 
+    async def main() -> None:
+        # The configured MCP servers start here, in the serving loop (their tools run under the
+        # tool policy: denied until allowed); one that cannot start stops serve, named.
+        if factory.tools is not None:
+            await factory.tools.start()
+            pending = [t.name for t in factory.tools.tools() if getattr(t, "server", None) is not None]
+            if pending:
+                log.warning("MCP tools offered: %s (tool policy decides which run)", ", ".join(pending))
+        try:
+            await run_server(factory, server_config, ready)
+        finally:
+            if factory.tools is not None:
+                await factory.tools.aclose()
+
     try:
-        asyncio.run(run_server(factory, server_config, ready))
+        asyncio.run(main())
     except OSError as e:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     return 0

@@ -23,7 +23,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from stepvoice.assistant.server.auth import authorized, check_bind, subprotocols_of
+from stepvoice.assistant.server.auth import SUBPROTOCOL_PREFIX, authorized, check_bind, subprotocols_of
+from stepvoice.assistant.server.limits import ClientSlots, ServerLimits, client_address, idle_messages
 from stepvoice.assistant.server.origin import OriginPolicy
 from stepvoice.assistant.server.realtime import Limits, RealtimeConnection, SessionFactory, TurnDetection
 
@@ -43,6 +44,7 @@ class ServerConfig:
     allow_origins: tuple[str, ...] = ()  # browser origins besides the server's own page
     tls_cert: str | None = None  # PEM certificate (chain): serve wss:// and https://
     tls_key: str | None = None  # its PEM private key (may be the same file as the certificate)
+    server_limits: ServerLimits = field(default_factory=ServerLimits)  # limits.py: sizes, per-client, idle
 
     def __post_init__(self) -> None:
         check_bind(self.host, self.token)
@@ -92,6 +94,7 @@ class RealtimeServer:
         self.vad_factory = vad_factory
         self.connections: set[RealtimeConnection] = set()
         self._server: Server | None = None
+        self.slots = ClientSlots(self.config.server_limits.max_connections_per_client)
 
     @property
     def port(self) -> int:
@@ -139,6 +142,8 @@ class RealtimeServer:
                 return _text(401, "Unauthorized", "missing or wrong token\n")
             if len(self.connections) >= self.config.max_connections:
                 return _text(503, "Service Unavailable", "too many connections\n")
+            if self.slots.full(client_address(connection)):
+                return _text(429, "Too Many Requests", "too many connections from this client\n")
             return None
         if path == "/healthz":
             return _text(200, "OK", "ok\n")
@@ -163,28 +168,51 @@ class RealtimeServer:
         async def send(event: dict) -> None:
             await ws.send(json.dumps(event, ensure_ascii=False))
 
-        conn = RealtimeConnection(self.factory, send, limits=self.config.limits, vad_factory=self.vad_factory)
+        address = client_address(ws)
+        if not self.slots.take(address):  # several handshakes at once got past process_request
+            await ws.close(1008, "too many connections from this client")
+            return
+        conn = RealtimeConnection(self.factory, send, limits=self.config.limits, vad_factory=self.vad_factory,
+                                  server_limits=self.config.server_limits)
         self.connections.add(conn)
         try:
             await conn.start()
-            async for message in ws:
+            async for message in idle_messages(ws, conn, self.config.server_limits.idle_timeout_s):
                 await conn.handle(message)
         except ConnectionClosed:
             pass
         finally:
+            self.slots.give_back(address)
             self.connections.discard(conn)
             await conn.close()
 
 
 def _select_subprotocol(connection: ServerConnection, offered) -> str | None:
-    # Browsers fail the handshake unless one offered subprotocol is echoed back.
+    # Browsers fail the handshake unless one offered subprotocol is echoed back; the token
+    # subprotocol is never echoed (it would put the token in the response and in proxies' logs).
     if not offered:
         return None
-    return "realtime" if "realtime" in offered else offered[0]
+    if "realtime" in offered:
+        return "realtime"
+    plain = [p for p in offered if not p.startswith(SUBPROTOCOL_PREFIX)]
+    return plain[0] if plain else None
+
+
+# The page loads only its own files (its audio worklet from a blob: URL), talks only to
+# its own server, and may not be framed by another site (clickjacking).
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", "default-src 'self'; script-src 'self' blob:; connect-src 'self'; "
+                                "img-src 'self' data:; media-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+                                "form-action 'none'; frame-ancestors 'none'"),
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+)
 
 
 def _response(status: int, reason: str, ctype: str, body: bytes) -> Response:
-    headers = Headers([("Content-Type", ctype), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")])
+    headers = Headers([("Content-Type", ctype), ("Content-Length", str(len(body))), ("Cache-Control", "no-store"),
+                       *SECURITY_HEADERS])
     return Response(status, reason, headers, body)
 
 

@@ -35,6 +35,7 @@ from stepvoice.assistant.server.protocol import (
     MODEL_RATE, PCM_RATE, ProtocolError, decode_pcm16, error_event, function_output_item, new_id,
     parse_client_event, require, resample, server_event, user_item,
 )
+from stepvoice.assistant.server.limits import ConnectionGuard, ServerLimits
 from stepvoice.assistant.server.response import ResponseRequest, ResponseRun
 from stepvoice.assistant.server.settings import Limits, SessionSettings, TurnDetection, apply_update
 from stepvoice.assistant.server.transcription import InputTranscriber
@@ -84,10 +85,11 @@ class RealtimeConnection:
     """Realtime protocol state of one WebSocket client."""
 
     def __init__(self, factory: SessionFactory, send: Send, *, limits: Limits | None = None,
-                 vad_factory: Callable[[TurnDetection], Any] | None = None):
+                 vad_factory: Callable[[TurnDetection], Any] | None = None, server_limits: ServerLimits | None = None):
         self.factory = factory
         self._send = send
         self.limits = limits or Limits()
+        self.guard = ConnectionGuard(self, server_limits)  # limits.py: sizes, coalescing, tool approvals
         self.vad_factory = vad_factory
         self.settings = SessionSettings()  # OpenAI's defaults: server VAD, audio out, default voice
         self.session: SessionLike | None = None
@@ -107,6 +109,7 @@ class RealtimeConnection:
     # ---- plumbing ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.guard.install()
         await self.send(server_event("session.created", session=self.settings.wire(self.factory.model_name)))
 
     async def send(self, event: dict) -> None:
@@ -118,6 +121,9 @@ class RealtimeConnection:
         try:
             event = parse_client_event(raw)
             event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
+            event = await self.guard.screen(event)  # limits before any work (limits.py)
+            if event is None:
+                return
             handler = getattr(self, "_on_" + event["type"].replace(".", "_"))
             await handler(event)
         except ProtocolError as e:
@@ -131,6 +137,7 @@ class RealtimeConnection:
                                                       None, event_id)))
 
     async def close(self) -> None:
+        self.guard.close()
         await self.transcriber.close()
         task = self._response
         if task and not task.done():
