@@ -118,6 +118,10 @@ class AssistantConfig(Section):
     persona: str | None = None  # replaces only the persona line of the built-in system prompt
     language: Literal["zh", "en"] = "zh"  # language of the built-in system prompt lines (the official ones are zh)
     allow_origins: list[str] = Field(default_factory=list)  # `serve`: browser origins besides its own page
+    prefix_cache: bool = True  # keep the KV cache across turns; run only ids after the common prefix (#12)
+    style: str | None = None  # how the assistant speaks: a preset (slow, whisper, ...) or free text (#12)
+    speculate: bool = True  # voice loop / server VAD: start the reply silently at a short pause (#12)
+    speculate_pause_ms: int = Field(200, ge=20)  # that short pause; the endpoint (hangover) still commits (#12)
     generation: GenerationOptions = Field(default_factory=GenerationOptions)
     tools: Annotated[ToolsConfig, _env_lists(ToolsConfig)] = Field(default_factory=ToolsConfig)
     tool_loop: ToolLoopConfig = Field(default_factory=ToolLoopConfig)
