@@ -51,6 +51,11 @@ def test_librispeech_split_and_missing_audio(tmp_path):
     (ch / "1688-142285.trans.txt").write_text("1688-142285-0000 THERE'S IRON THEY SAY\n", encoding="utf-8")
     d = load_librispeech(tmp_path / "LibriSpeech")
     assert d.key == "librispeech-test-other" and d.items[0].group == "test-other"
+    clean = tmp_path / "LibriSpeech" / "test-clean" / "61" / "70968"
+    touch(clean / "61-70968-0000.flac")
+    (clean / "61-70968.trans.txt").write_text("61-70968-0000 HE BEGAN A CONFUSED COMPLAINT\n", encoding="utf-8")
+    both = load_librispeech(tmp_path / "LibriSpeech")  # both splits: one figure each
+    assert both.key == "librispeech" and [i.group for i in both.items] == ["test-clean", "test-other"]
     (ch / "1688-142285.trans.txt").write_text("1688-142285-0001 NO AUDIO FOR THIS\n", encoding="utf-8")
     with pytest.raises(StepvoiceError, match="no audio file for 1688-142285-0001"):
         load_librispeech(tmp_path / "LibriSpeech")

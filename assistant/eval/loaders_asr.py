@@ -40,9 +40,13 @@ def load_librispeech(path: Path) -> Dataset:
             if audio is None:
                 raise StepvoiceError(f"{t}:{line_no}: no audio file for {utt} beside the transcript")
             items.append(Item(utt, (str(audio),), text.strip(), group=_split_name(t, path)))
-    split = _split_name(transcripts[0], path)
-    return Dataset(f"LibriSpeech {split}".strip(), f"librispeech-{split}" if split else "librispeech", "en",
-                   tuple(sorted(items, key=lambda i: i.id)))
+    splits = sorted({i.group for i in items if i.group})
+    if len(splits) == 1:
+        return Dataset(f"LibriSpeech {splits[0]}", f"librispeech-{splits[0]}", "en",
+                       tuple(sorted(items, key=lambda i: i.id)))
+    # Several splits at once: one figure per split (wer/test-clean, wer/test-other) and the pooled one.
+    return Dataset(f"LibriSpeech {', '.join(splits)}".strip(), "librispeech", "en",
+                   tuple(sorted(items, key=lambda i: (i.group, i.id))))
 
 
 def _split_name(transcript: Path, root: Path) -> str:

@@ -16,6 +16,7 @@ MODEL = "Step-Audio 2 mini"
 PUBLISHED: dict[str, dict[str, Any]] = {
     "librispeech-test-clean": {"wer": 1.33},
     "librispeech-test-other": {"wer": 2.86},
+    "librispeech": {"wer/test-clean": 1.33, "wer/test-other": 2.86},  # both splits in one run
     "commonvoice-en": {"wer": 6.76},
     "fleurs-en": {"wer": 3.05},
     "aishell": {"cer": 0.78},
