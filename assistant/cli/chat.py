@@ -59,6 +59,9 @@ def chat(args: argparse.Namespace) -> int:
         return 0
     if args.speak and not args.text:
         raise StepvoiceError("--speak goes with --text (a voice chat always speaks)")
+    from stepvoice.tools.policy import CONFIRMER, terminal_confirmer
+
+    CONFIRMER.set(terminal_confirmer())  # tools under `confirm` (tools.policy) ask here, at the terminal
     if args.text:
         return _text_chat(args)
     if args.record and not args.input_file:
