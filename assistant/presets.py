@@ -16,6 +16,9 @@ defaults (engine.options), as the official code gets it:
 - translate to speech: temperature 0.7 (examples.py line 41, S2ST);
 - paralinguistic (the universal audio caption prompt): temperature 0.5, top_p 0.9 (examples.py line 165);
 - think: temperature 0.7 (examples-think.py lines 13 and 17).
+Precedence (assistant.request): flags > the task's sampling > [generation] for
+every task but chat; for chat, [generation] values that are set tune it over the
+official chat sampling.
 """
 from __future__ import annotations
 

@@ -62,11 +62,11 @@ class RequestBuilder:
         return self.schemas_for_chat() if task.use_tools else []
 
     def options(self, task: Preset, reply: str) -> GenerationOptions:
-        g = self.config.generation
-        values: dict[str, Any] = dict(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
-                                      top_k=g.top_k, repetition_penalty=g.repetition_penalty, seed=g.seed)
-        # the task's official sampling beats [generation]; unset (None) values are the backend's to fill
-        values.update({k: v for k, v in task.sampling().items() if v is not None})
+        configured = self.config.generation.explicit()  # [generation] values that are set
+        official = {k: v for k, v in task.sampling().items() if v is not None}
+        # [generation] tunes chat over the official chat sampling; the other tasks keep their
+        # example's sampling (ASR stays greedy); flags beat both; None is the backend's to fill.
+        values: dict[str, Any] = {**official, **configured} if task.name == "chat" else {**configured, **official}
         values.update({k: v for k, v in self.generation.items() if v is not None})
         try:
             return GenerationOptions(reply=reply, **values)  # type: ignore[arg-type]

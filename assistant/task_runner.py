@@ -2,7 +2,8 @@
 
 Output folder:
     transcript.jsonl   one line per event: {"task", "turn", "t" (s since the turn began), "event", ...},
-                       plus "turn_start" and "task_end" lines (the expectations and whether they held)
+                       plus "turn_start", "options" (the generation options that ran, after each turn)
+                       and "task_end" lines (the expectations and whether they held)
     <task>-<turn>.wav  the spoken answer of each turn that had speech audio
     summary.json       per task: passed, failures, timings, context compaction achieved
 """
@@ -20,6 +21,7 @@ from stepvoice.assistant.session import Session
 from stepvoice.assistant.tasks import Expectation, Task, TaskFile, Turn
 from stepvoice.assistant.turn_result import TurnResult, event_record
 from stepvoice.engine.messages import Audio, Message, Text
+from stepvoice.engine.options import effective_report
 
 
 @dataclass
@@ -210,6 +212,9 @@ class TaskRunner:
         async for event in session.respond(Message("human", parts), reply=task.reply):
             result.add(event, begin)
             _write(log, {"task": task.name, "turn": index + 1, **event_record(event, time.perf_counter() - begin)})
+        # the sampling that ran (the task preset, the checkpoint's generation_config.json, the defaults)
+        _write(log, {"task": task.name, "turn": index + 1, "event": "options",
+                     "options": effective_report(self.parts.backend, session.last_options)})
         return result
 
     def read_audio(self, path: Path) -> Any:

@@ -140,7 +140,16 @@ def layered(reply: Reply, *layers: Mapping[str, Any] | None) -> GenerationOption
     return GenerationOptions(reply=reply, **values)
 
 
+def effective_report(backend: Any, requested: GenerationOptions | None) -> dict[str, Any] | None:
+    """The options that ran, for `ask --json` and run transcripts: the backend's own resolved
+    options when it keeps them (the local engine: after generation_config.json and transformers'
+    defaults), else the request's (None = left to the backend, e.g. a vLLM server's defaults)."""
+    ran = getattr(backend, "last_options", None) or requested
+    return ran.report() if ran is not None else None
+
+
 __all__ = [
+    "effective_report",
     "GenerationOptions", "SamplingDefaults", "HF_DEFAULTS", "read_generation_config", "layered",
     "SAMPLING_FIELDS", "DEFAULT_MAX_NEW_TOKENS", "Reply",
 ]

@@ -111,6 +111,9 @@ def test_asr_task_uses_the_official_prompt_and_greedy_sampling(home, tmp_path, c
     assert [m.role for m in messages] == ["system", "human"]  # no tools for ASR
     assert messages[0].plain_text == "请记录下你所听到的语音内容。"
     assert options.temperature == 0.0 and options.reply == "text"
+    # `options` says what ran; the scripted engine keeps none of its own, so the request's (None = not set)
+    assert data["options"] == {"temperature": 0.0, "top_p": None, "top_k": None, "repetition_penalty": None,
+                               "max_new_tokens": 2048, "seed": None}
 
 
 def run_cli(*argv, env_extra=None, cwd=None):

@@ -148,6 +148,11 @@ def test_fake_checkpoint_drives_run_end_to_end(home, tmp_path, capsys, fake_chec
     assert end["reason"] in ("stop", "length") and 0 < len(end["token_ids"]) <= 60
     codes = [c for r in lines if r["event"] == "SpeechCodes" for c in r["codes"]]
     assert codes, "seeded run of the fake model emits speech codes"
+    # each turn reports the sampling that ran: [generation] over the official chat sampling
+    # (top_p 0.9, penalty 1.05), top_k from transformers' defaults (the fake has no generation_config.json)
+    (opts,) = [r["options"] for r in lines if r["event"] == "options"]
+    assert opts == {"temperature": 1.0, "top_p": 0.9, "top_k": 50, "repetition_penalty": 1.05,
+                    "max_new_tokens": 60, "seed": 4}
     pcm, sr = sf.read(out / "local-01.wav")
     assert sr == 24000 and len(pcm) > 0
 

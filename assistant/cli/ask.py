@@ -3,7 +3,8 @@
 Streams the answer to stdout as it is generated (`--no-stream`: all at once at the end),
 or with `--json` prints one object: text, speech_codes,
 tool_calls (name, arguments, result), token_ids, prompt_token_ids, voice,
-audio (the wav written by `--speak`), usage.
+audio (the wav written by `--speak`), usage, options (the effective temperature,
+top_p, top_k, repetition_penalty, max_new_tokens, seed; null = the backend's default).
 """
 from __future__ import annotations
 
@@ -97,6 +98,8 @@ def ask(args: argparse.Namespace) -> int:
         elif not problems:  # the model answered without speech: not a failure, but say so
             print(f"note: the answer has no speech; nothing written to {speak}", file=sys.stderr)
     if args.json:
+        from stepvoice.engine.options import effective_report
+
         prompt_ids = getattr(parts.backend, "last_prompt_ids", None)
         print(json.dumps({
             "text": result.text,
@@ -107,6 +110,7 @@ def ask(args: argparse.Namespace) -> int:
             "voice": session.voice,
             "audio": audio_path,
             "usage": result.usage(),
+            "options": effective_report(parts.backend, session.last_options),  # what sampling ran
             "reason": end.reason if end else None,
             "task": args.task,
             "notes": problems,
