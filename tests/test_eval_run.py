@@ -319,6 +319,10 @@ def test_bad_inputs_are_one_line(tmp_path, espeak_wav, home, capsys):
     assert rc == 0, err
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert s["errors"] == 1 and s["metrics"]["deletions"] == 8 and "1 failed" in stdout
+    # Nothing answered at all (a dead server, an empty script): a non-zero status and one line.
+    rc, _, err = run_cli(["eval", "asr", str(data), "--model", script(tmp_path / "e.yaml", []),
+                          "--out", str(tmp_path / "e")], capsys)
+    assert rc == 1 and "every item failed" in err and len(err.strip().splitlines()) == 1
 
 
 def test_eval_with_the_fake_checkpoint(tmp_path, espeak_wav, fake_checkpoint, home, capsys):

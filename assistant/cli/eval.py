@@ -160,6 +160,11 @@ def run_eval_command(args: argparse.Namespace) -> int:
     write_summary(out, summary)
     print(format_table(summary))
     print(f"results: {out / 'results.jsonl'}  summary: {out / 'summary.json'}")
+    if result["n"] and result["errors"] == result["n"]:
+        from stepvoice.assistant.eval.runner import RESULTS, read_results
+
+        first = next((r["error"] for r in read_results(out / RESULTS).values() if r.get("error")), "")
+        raise StepvoiceError(f"every item failed ({first}); rerun the same command to retry them")
     return 0
 
 
