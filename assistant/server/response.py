@@ -117,6 +117,7 @@ class ResponseRun:
         self.calls: dict[str, OutputItem] = {}  # server tool calls by call id, waiting for their result
         self.end: TurnEnd | None = None
         self.usage = {"input_tokens": 0, "output_tokens": 0}
+        self.cached_tokens = 0
         self.cancel = asyncio.Event()
         self.cancel_reason = "client_cancelled"
         self.muted = False
@@ -138,7 +139,9 @@ class ResponseRun:
         if details:
             r["status_details"] = details
         if status != "in_progress":
-            r["usage"] = {**self.usage, "total_tokens": self.usage["input_tokens"] + self.usage["output_tokens"]}
+            r["usage"] = {**self.usage, "total_tokens": self.usage["input_tokens"] + self.usage["output_tokens"],
+                          # as OpenAI reports prompt caching: input tokens served from the kept KV cache (#12)
+                          "input_token_details": {"cached_tokens": self.cached_tokens}}
         return r
 
     def _ids(self, item: OutputItem) -> dict:
@@ -283,6 +286,7 @@ class ResponseRun:
             self.end = ev
             self.usage["input_tokens"] += ev.usage.prompt_tokens
             self.usage["output_tokens"] += ev.usage.completion_tokens
+            self.cached_tokens += getattr(ev.usage, "cached_tokens", 0)
         # SpeechCodes and the voice loop's events carry nothing a Realtime client reads
 
     async def _client_call(self, ev: ToolCall) -> None:
