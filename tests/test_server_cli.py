@@ -97,13 +97,14 @@ def test_served_session_speaks_runs_tools_and_truncates(served):
             events = await until(conn, "response.done")
             assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == "You are in Paris."
 
-            # a built-in tool the server runs itself: call, output and answer in one response
+            # a built-in tool the server runs itself: an mcp_call item (OpenAI's server-side tool item) with
+            # its output, and the answer, in one response; no function_call a client would have to answer
             await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "time?"}]})
             await conn.response.create()
             events = await until(conn, "response.done")
-            outputs = [e["item"] for e in events if e["type"] == "conversation.item.done"
-                       and e["item"]["type"] == "function_call_output"]
+            outputs = [e["item"] for e in events if e["type"] == "conversation.item.done" and e["item"]["type"] == "mcp_call"]
             assert len(outputs) == 1 and re.search(r"\d{4}", outputs[0]["output"])  # the date the tool answered
+            assert [o["type"] for o in events[-1]["response"]["output"]] == ["mcp_call", "message"]
             assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == "It is late."
             assert events[-1]["response"]["status"] == "completed"
 
