@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from stepvoice.engine.config import StepAudio2Config
+from stepvoice.engine.device import default_device, parse_device  # noqa: F401  (re-exported)
 from stepvoice.engine.errors import CheckpointError, ConfigError
 
 DEFAULT_MODEL = "stepfun-ai/Step-Audio-2-mini"
@@ -108,14 +109,6 @@ def params(config: StepAudio2Config) -> list[tuple[str, tuple[int, ...]]]:
     return [(k, tuple(v.shape)) for k, v in build_meta(config).state_dict(keep_vars=True).items()]
 
 
-def default_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 def parse_dtype(dtype: str | torch.dtype | None, device: torch.device, n_params: int = 0) -> torch.dtype:
     """Explicit dtype, or: bf16 on CUDA, fp16 on MPS, fp32 on CPU for small models
     (bf16 for big ones, which would not fit in memory as fp32)."""
@@ -133,33 +126,42 @@ def parse_dtype(dtype: str | torch.dtype | None, device: torch.device, n_params:
     return torch.float32 if n_params < 2_000_000_000 else torch.bfloat16
 
 
-def parse_device(device: str | torch.device | None) -> torch.device:
-    if device is None or device == "auto":
-        return default_device()
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda asked for, but no CUDA GPU is available")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("device mps asked for, but MPS is not available")
-    return dev
-
-
 def load_model(directory: str | os.PathLike, device: str | torch.device | None = None,
-               dtype: str | torch.dtype | None = None):
-    """A ready StepAudio2 in eval mode, weights read shard by shard into `dtype` on `device`."""
+               dtype: str | torch.dtype | None = None, *, quantize: str | None = "none",
+               check_memory: bool = True, speech: bool = True):
+    """A ready StepAudio2 in eval mode, weights read shard by shard into `dtype` on `device`.
+
+    `quantize` int8/int4 quantizes the LLM's linear layers while loading; a folder
+    written by `stepvoice model quantize` loads as it is. With `check_memory`, a
+    model that would not fit the device's free memory is refused before any shard
+    is read, with one line naming a setting that fits (see engine.plan).
+    """
+    from stepvoice.engine.plan import check_fits, make_plan
+    from stepvoice.engine.quantize import check_folder_device, check_supported, parse_scheme, read_quantization
     from stepvoice.engine.weights import load_into
 
     directory = Path(directory)
     config = read_config(directory)
     dev = parse_device(device)
+    scheme = parse_scheme(quantize)
+    stored = read_quantization(config.extra)
+    if stored is not None:
+        if scheme not in ("none", stored["scheme"]):
+            raise CheckpointError(f"{directory} is already quantized to {stored['scheme']}; "
+                                  f"for {scheme} start from the bf16 checkpoint")
+        scheme = stored["scheme"]
+        check_folder_device(stored, dev)
+        if dtype is None and stored.get("dtype"):
+            dtype = stored["dtype"]
+    check_supported(scheme, dev)
     model = build_meta(config)
     n_params = sum(p.numel() for p in model.parameters())
     torch_dtype = parse_dtype(dtype, dev, n_params)
-    load_into(model, directory, dev, torch_dtype)
+    if check_memory:
+        check_fits(make_plan(config, dev, torch_dtype, scheme, token2wav=directory / "token2wav", speech=speech))
+    load_into(model, directory, dev, torch_dtype, quantize="none" if stored else scheme, stored=stored)
     model.reset_rotary(dev)
+    model.quantization = scheme  # what `model check`, plans and benches report
     return model.eval()
 
 

@@ -74,6 +74,7 @@ def _check_tensors(directory: Path, config, report: CheckReport) -> None:
         report.problems.append(str(e))
         return
     expected = dict(params(config))
+    quantized = _quantized_components(config, report)
     missing_shards = sorted({s for s in weight_map.values() if not (directory / s).is_file()})
     for shard in missing_shards:
         report.problems.append(f"missing shard {shard}")
@@ -84,6 +85,11 @@ def _check_tensors(directory: Path, config, report: CheckReport) -> None:
         report.problems.append(str(e))
         return
     for name, shape in expected.items():
+        if name in quantized:  # stored as its components (`name.qdata`, `name.scale`, ...)
+            absent = [c for c in quantized[name] if c not in shapes]
+            if absent:
+                report.problems.append(f"missing tensor {absent[0]} (part of quantized {name})")
+            continue
         if name not in weight_map:
             report.problems.append(f"missing tensor {name}")
         elif weight_map[name] in missing_shards:
@@ -92,7 +98,8 @@ def _check_tensors(directory: Path, config, report: CheckReport) -> None:
             report.problems.append(f"missing tensor {name} (not in {weight_map[name]} as the index says)")
         elif shapes[name] != shape:
             report.problems.append(f"tensor {name} has shape {list(shapes[name])}, expected {list(shape)}")
-    extra = sorted(set(shapes) - set(expected))
+    parts = {c for cs in quantized.values() for c in cs}
+    extra = sorted(set(shapes) - set(expected) - parts)
     if extra:
         report.notes.append(f"{len(extra)} tensor(s) not used by the model, first: {extra[0]}")
     report.n_tensors = len(expected)
@@ -104,6 +111,22 @@ def _check_tensors(directory: Path, config, report: CheckReport) -> None:
         n += size
     report.n_params = n
     _compress(report, "missing tensor")
+
+
+def _quantized_components(config, report: CheckReport) -> dict[str, list[str]]:
+    """Quantized weight -> its stored component names, for a folder written by `model quantize`."""
+    from stepvoice.engine.quantize import read_quantization, stored_names
+
+    try:
+        block = read_quantization(config.extra)
+    except CheckpointError as e:
+        report.problems.append(str(e))
+        return {}
+    if block is None:
+        return {}
+    packed = f", packed for {block['packed_for']}" if block.get("packed_for") else ""
+    report.notes.append(f"quantized {block['scheme']}: {len(block['weights'])} linear weights{packed}")
+    return stored_names(block)
 
 
 def _compress(report: CheckReport, prefix: str, keep: int = 8) -> None:

@@ -2,7 +2,9 @@
 against a KV cache that belongs to this generation (never to the module).
 
 `Generation` holds all state of one stream (cache, position, sampler, ids);
-`prefill` and `decode_one` are the two model calls. With `use_cache=False`
+`prefill` and `decode_one` are the two model calls; with `step` (from
+`engine.compile.make_decode_step`) single tokens go through that fixed-shape,
+optionally compiled step instead. With `use_cache=False`
 every step recomputes the whole sequence, as the official code does; tests
 and the benchmark use it as the reference.
 """
@@ -63,6 +65,7 @@ class Generation:
         *,
         use_cache: bool = True,
         keep_logits: bool = False,
+        step: Any = None,
     ):
         self.model = model
         self.options = options or GenerationOptions()
@@ -75,7 +78,13 @@ class Generation:
         self.generated: list[int] = []
         self.reason: str | None = None
         self.logits_history: list[torch.Tensor] | None = [] if keep_logits else None
-        self.cache = model.new_cache(len(self.ids) + self.options.max_new_tokens) if use_cache else None
+        # `step` (engine.compile.DecodeStep) decodes single tokens over its own fixed-shape cache.
+        self.step = step if use_cache else None
+        capacity = len(self.ids) + self.options.max_new_tokens
+        if self.step is not None:
+            self.cache = self.step.new_cache(capacity)
+        else:
+            self.cache = model.new_cache(capacity) if use_cache else None
         self.position = 0  # tokens in the cache
         self.sampler = Sampler(self.options, model.config.text_config.vocab_size, model.device)
         self.sampler.observe(self.ids)
@@ -122,12 +131,34 @@ class Generation:
         while (token := self.next_token()) is not None:
             yield token
 
+    # ---- prefix reuse (#12, engine.prefix_cache): a kept cache instead of a fresh prefill ----
+
+    def resume(self, cache: Any, cached: int) -> None:
+        """Use `cache`, which already holds the keys/values of `ids[:cached]`, and run
+        `ids[cached:-1]` now (only the audio pieces among them go through the encoder);
+        the last prompt id stays pending so the first `next_token()` is an ordinary step.
+        Call before the first `next_token()`, from the thread that runs the model."""
+        if self.position or self.generated or not self.use_cache or not 0 < cached < len(self.ids):
+            raise ValueError("resume: only before the first step, with 0 < cached < len(ids)")
+        ensure = getattr(cache, "ensure_capacity", None)
+        if ensure is not None:
+            ensure(len(self.ids) + self.options.max_new_tokens)
+        self.cache = cache
+        body = self.ids[cached:-1]
+        if body:
+            pieces = [(m, s - cached) for m, s in zip(self.mels, self.audio_starts) if s >= cached]
+            prefill(self.model, cache, body, [m for m, _ in pieces], [s for _, s in pieces], position=cached)
+        self.position = len(self.ids) - 1
+        self._pending = [self.ids[-1]]
+
     def _advance(self) -> None:
         pending, self._pending = self._pending, []
         if not self.use_cache:
             self._logits = full_forward(self.model, self.ids, self.mels, self.audio_starts)
         elif self.position == 0:
             self._logits = prefill(self.model, self.cache, pending, self.mels, self.audio_starts)
+        elif len(pending) == 1 and self.step is not None:
+            self._logits = self.step(self.cache, pending[0], self.position)
         elif len(pending) == 1:
             self._logits = decode_one(self.model, self.cache, pending[0], self.position)
         else:

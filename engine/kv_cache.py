@@ -54,8 +54,8 @@ if DynamicLayer is not None:
             return self.keys, self.values
 
         def _grow(self, size: int) -> None:
-            keys = self._keys.new_empty(*self._keys.shape[:2], size, self._keys.shape[-1])
-            values = self._values.new_empty(*self._values.shape[:2], size, self._values.shape[-1])
+            keys = self._keys.new_zeros(*self._keys.shape[:2], size, self._keys.shape[-1])
+            values = self._values.new_zeros(*self._values.shape[:2], size, self._values.shape[-1])
             keys[:, :, : self.length] = self._keys[:, :, : self.length]
             values[:, :, : self.length] = self._values[:, :, : self.length]
             self._keys, self._values = keys, values
@@ -79,6 +79,47 @@ if DynamicLayer is not None:
 
         def __init__(self, num_layers: int, capacity: int):
             super().__init__(layers=[PreallocatedLayer(capacity) for _ in range(num_layers)])
+
+
+    class StaticKVCache(KVCache):
+        """A KVCache whose buffers exist from the start, at fixed shapes, for the compiled decode step.
+
+        Buffers are (1, kv_heads, capacity, head_dim). Eager prefill writes into
+        them through the layer API above; the compiled step (engine.compile)
+        writes one position in place and then calls `set_length`. Keeping the
+        object across turns and `crop`ping it to a common prefix keeps the
+        same storage, so the compiled step is not recompiled; only outgrowing
+        the capacity reallocates (one recompile per doubling).
+        """
+
+        def __init__(self, num_layers: int, capacity: int, kv_heads: int, head_dim: int,
+                     device: torch.device | str, dtype: torch.dtype):
+            super().__init__(num_layers, capacity)
+            empty = torch.empty(1, kv_heads, 0, head_dim, device=device, dtype=dtype)
+            for layer in self.layers:
+                layer.lazy_initialization(empty, empty)
+                # Zeros, not garbage: masked positions still enter the attention matmul (0 * NaN = NaN).
+                layer._keys.zero_()
+                layer._values.zero_()
+
+        @property
+        def capacity(self) -> int:
+            return self.layers[0]._keys.shape[-2]
+
+        def buffers(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+            """Full-capacity key and value buffers, one per layer (the compiled step's inputs)."""
+            return [l._keys for l in self.layers], [l._values for l in self.layers]
+
+        def set_length(self, length: int) -> None:
+            """After the compiled step wrote positions < `length` in place."""
+            for layer in self.layers:
+                layer.length = length
+                layer.keys, layer.values = layer._keys[:, :, :length], layer._values[:, :, :length]
+
+        def ensure_capacity(self, needed: int) -> None:
+            if needed > self.capacity:
+                for layer in self.layers:
+                    layer._grow(max(needed, 2 * layer._keys.shape[-2]))
 
 
 def new_kv_cache(qwen2_config: Any, capacity: int) -> Any:

@@ -72,23 +72,36 @@ def _set_tensor(model: nn.Module, name: str, value: torch.Tensor) -> None:
         module._buffers[leaf] = value
 
 
-def load_into(model: nn.Module, directory: Path, device: torch.device, dtype: torch.dtype) -> None:
+def load_into(model: nn.Module, directory: Path, device: torch.device, dtype: torch.dtype,
+              quantize: str = "none", stored: dict | None = None) -> None:
     """Fill `model` (built on the meta device) from the shards in `directory`.
 
+    `quantize` ("int8"/"int4") quantizes each linear layer as soon as its weight
+    is read, so the float copy of only one tensor exists at a time. `stored` is
+    the `stepvoice_quantization` block of a quantized folder: its weights are
+    read as their saved components (kept in their own dtypes) and rebuilt.
     Raises CheckpointError for a missing shard, a missing tensor or a shape
     mismatch; tensors the model does not have are logged and skipped.
     """
     expected = {k: tuple(v.shape) for k, v in model.state_dict(keep_vars=True).items()}
     weight_map = read_index(directory)
-    missing = sorted(set(expected) - set(weight_map))
+    components: dict[str, str] = {}  # shard tensor name -> the quantized weight it is part of
+    if stored:
+        from stepvoice.engine.quantize import stored_names
+
+        for weight, parts in stored_names(stored).items():
+            components.update({p: weight for p in parts})
+    have = set(weight_map) | {components[n] for n in weight_map if n in components}
+    missing = sorted(set(expected) - have)
     if missing:
         raise CheckpointError(f"checkpoint lacks {len(missing)} tensor(s), first: {missing[0]}")
     by_shard: dict[str, list[str]] = defaultdict(list)
     for name, shard in weight_map.items():
-        if name in expected:
+        if name in expected or name in components:
             by_shard[shard].append(name)
         else:
             log.warning("ignoring tensor %s not used by the model", name)
+    pending: dict[str, dict[str, torch.Tensor]] = defaultdict(dict)  # quantized weight -> components read so far
     # safetensors reads straight onto cpu/cuda; other devices go through cpu one tensor at a time.
     read_device = str(device) if device.type in ("cpu", "cuda") else "cpu"
     for shard, names in sorted(by_shard.items()):
@@ -96,7 +109,7 @@ def load_into(model: nn.Module, directory: Path, device: torch.device, dtype: to
         if not path.is_file():
             raise CheckpointError(f"missing shard {shard} (listed in {INDEX_FILE})")
         try:
-            _load_shard(model, path, names, expected, read_device, device, dtype)
+            _load_shard(model, path, names, expected, read_device, device, dtype, quantize, stored, components, pending)
         except CheckpointError:
             raise
         except Exception as e:  # safetensors' own errors: truncated or corrupt files
@@ -104,7 +117,9 @@ def load_into(model: nn.Module, directory: Path, device: torch.device, dtype: to
 
 
 def _load_shard(model: nn.Module, path: Path, names: list[str], expected: dict[str, tuple[int, ...]],
-                read_device: str, device: torch.device, dtype: torch.dtype) -> None:
+                read_device: str, device: torch.device, dtype: torch.dtype, quantize: str = "none",
+                stored: dict | None = None, components: dict[str, str] | None = None,
+                pending: dict[str, dict[str, torch.Tensor]] | None = None) -> None:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt", device=read_device) as f:
@@ -112,10 +127,29 @@ def _load_shard(model: nn.Module, path: Path, names: list[str], expected: dict[s
         for name in names:
             if name not in present:
                 raise CheckpointError(f"tensor {name} is not in {path.name} as the index says")
+            if components and name in components:  # one part of a stored quantized weight
+                _collect_component(model, name, f.get_tensor(name).to(device), stored, components, pending)
+                continue
             shape = tuple(f.get_slice(name).get_shape())
             if shape != expected[name]:
                 raise CheckpointError(f"tensor {name} has shape {list(shape)}, expected {list(expected[name])}")
             _set_tensor(model, name, f.get_tensor(name).to(device=device, dtype=dtype))
+            if quantize != "none":
+                from stepvoice.engine.quantize import maybe_quantize_loaded
+
+                maybe_quantize_loaded(model, name, quantize)
+
+
+def _collect_component(model: nn.Module, name: str, value: torch.Tensor, stored: dict, components: dict[str, str],
+                       pending: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Keep a component until its weight has all of them (they may sit in different shards), then rebuild it."""
+    from stepvoice.engine.quantize import rebuild
+
+    weight = components[name]
+    entry = stored["weights"][weight]
+    pending[weight][name[len(weight) + 1:]] = value
+    if len(pending[weight]) == len(entry["tensors"]):
+        _set_tensor(model, weight, rebuild(entry, pending.pop(weight)))
 
 
 def save_shards(tensors: dict[str, torch.Tensor], directory: Path, n_shards: int) -> list[str]:

@@ -1,4 +1,4 @@
-"""`stepvoice model download|fake|check|params`: get, fake, verify and describe checkpoints."""
+"""`stepvoice model download|fake|check|params|plan|quantize`: get, fake, verify, describe, plan and quantize checkpoints."""
 from __future__ import annotations
 
 import argparse
@@ -36,6 +36,21 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     # `--config` is taken by the common flags (TOML); the model config file is --config in the contract,
     # so it is read from args.config_file when DIR is absent.
     pp.set_defaults(handler=cmd_params)
+
+    pl = sub.add_parser("plan", parents=[common], help="memory needed by part against what the device has free")
+    pl.add_argument("dir", nargs="?", default=None, help="checkpoint folder (or --model SPEC / --config CONFIG.json)")
+    pl.add_argument("--model", default=None, help="model spec: a checkpoint folder or a downloaded hub id")
+    pl.add_argument("--quantize", choices=["none", "int8", "int4"], default=None, help="weight scheme to plan for")
+    pl.add_argument("--context", type=int, default=None, help="tokens of KV cache to plan for (default 4096)")
+    pl.add_argument("--no-speech", action="store_true", help="leave token2wav out (text replies only)")
+    pl.add_argument("--json", action="store_true", help="print one JSON object")
+    pl.set_defaults(handler=cmd_plan)
+
+    q = sub.add_parser("quantize", parents=[common], help="write an int8/int4 copy of a checkpoint that loads directly")
+    q.add_argument("src", help="bf16 checkpoint folder (or hub id)")
+    q.add_argument("dst", help="new folder to write")
+    q.add_argument("--to", dest="scheme", choices=["int8", "int4"], required=True, help="weight scheme")
+    q.set_defaults(handler=cmd_quantize)
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -93,4 +108,53 @@ def cmd_params(args: argparse.Namespace) -> int:
     for name, shape in rows:
         print(f"{name:<{width}}  {'x'.join(map(str, shape)):>16}  {math.prod(shape):>13,}")
     print(f"total: {total:,} parameters ({total / 1e9:.2f} B)")
+    return 0
+
+
+def _config_source(args: argparse.Namespace):
+    """(StepAudio2Config, checkpoint folder or None) from DIR, --model or --config."""
+    from pathlib import Path
+
+    from stepvoice.engine.checkpoint import read_config, resolve
+    from stepvoice.engine.config import StepAudio2Config
+    from stepvoice.engine.errors import ConfigError
+
+    spec = args.dir or getattr(args, "model", None)
+    if spec:
+        folder = resolve(spec)
+        return read_config(folder), folder
+    if args.config_file:
+        path = Path(args.config_file)
+        return StepAudio2Config.from_file(path / "config.json" if path.is_dir() else path), None
+    raise ConfigError("give a checkpoint folder, --model SPEC or --config CONFIG.json")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from stepvoice.engine.checkpoint import params, parse_dtype
+    from stepvoice.engine.device import parse_device
+    from stepvoice.engine.plan import DEFAULT_CONTEXT_TOKENS, make_plan
+    from stepvoice.engine.quantize import parse_scheme, read_quantization
+
+    config, folder = _config_source(args)
+    device = parse_device(args.device)
+    stored = read_quantization(config.extra)
+    scheme = parse_scheme(args.quantize or (stored["scheme"] if stored else "none"))
+    n_params = sum(math.prod(shape) for _, shape in params(config))
+    dtype = parse_dtype(args.dtype or (stored or {}).get("dtype"), device, n_params)
+    plan = make_plan(config, device, dtype, scheme, context_tokens=args.context or DEFAULT_CONTEXT_TOKENS,
+                     token2wav=folder / "token2wav" if folder else None, speech=not args.no_speech)
+    print(json.dumps(plan.to_dict()) if args.json else plan.table())
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    import time
+
+    from stepvoice.engine.checkpoint import resolve
+    from stepvoice.engine.quantize import quantize_folder
+
+    start = time.perf_counter()
+    dst = quantize_folder(resolve(args.src), args.dst, args.scheme, args.device, args.dtype or "bfloat16")
+    size = sum(f.stat().st_size for f in dst.glob("*.safetensors"))
+    print(f"wrote {args.scheme} weights to {dst} ({size / 1e9:.2f} GB of shards, {time.perf_counter() - start:.0f} s)")
     return 0
