@@ -37,6 +37,8 @@ REPLIES = [
                                 {"name": "get_weather", "arguments": {"location": "Paris"}}]},
     {"text": "You are in Paris and it is sunny"},
     {"text": "A long spoken answer about the sea", "speech_codes": list(range(100, 150))},  # 2000 ms, truncated
+    {"text": " ".join(["wave"] * 100), "speech_codes": list(range(400)), "delay_ms": 5},  # truncated while playing
+    {"text": " ".join(["word"] * 100), "delay_ms": 5},  # a session.update arrives while it runs
     {"text": " ".join(["word"] * 200), "delay_ms": 5},  # cancelled
     {"text": "Anything else?"},  # re-prompt after an assistant turn
 ]
@@ -201,6 +203,25 @@ def test_sdk_flows_over_wss(token2wav, cert, trust):
             await conn.send({"type": "conversation.item.retrieve", "item_id": seeded[1]["item"]["id"]})
             assert (await r.until("error", errors_ok=True))[-1]["error"]["code"] == "item_not_found"
 
+            # --- truncate of the item playing: the response stops, no more of its audio is sent
+            await conn.response.create(response={"output_modalities": ["audio"]})
+            first = (await r.until("response.output_audio.delta"))[-1]
+            await conn.conversation.item.truncate(item_id=first["item_id"], content_index=0, audio_end_ms=40)
+            events = await r.until("conversation.item.truncated")
+            done = of(events, "response.done")[-1]["response"]
+            assert done["status"] == "cancelled"
+            assert len(pcm_of([first, *events])) < 100 * 960  # a quarter of its 400 codes at most
+            assert events.index(of(events, "response.done")[-1]) > max(
+                [i for i, e in enumerate(events) if e["type"] == "response.output_audio.delta"], default=-1)
+
+            # --- session.update during a response: the response goes on; the next one uses it
+            await conn.response.create()
+            await r.until("response.output_text.delta")
+            await conn.session.update(session={"type": "realtime", "instructions": "Later."})
+            events = await r.until("response.done")
+            assert of(events, "session.updated") and events[-1]["response"]["status"] == "completed"
+            assert len(text_of(events).split()) == 99  # the first word came before the update
+
             # --- cancel: no delta after response.cancel's response.done
             await conn.response.create()
             await r.until("response.output_text.delta")
@@ -215,6 +236,7 @@ def test_sdk_flows_over_wss(token2wav, cert, trust):
             assert events[-1]["response"]["status"] == "completed" and text_of(events) == "Anything else?"
             prompt, _ = factory.backends[0].requests[-1]
             assert "Hi Ada." not in [m.plain_text for m in prompt]  # the deleted item
+            assert prompt[0].plain_text == "Later."
             assert not of(r.all, "error") or all(e["error"]["code"] in ("invalid_value", "item_not_found")
                                                    for e in of(r.all, "error"))
 
