@@ -6,9 +6,11 @@ from stepvoice.engine.backends.base import Backend
 DEFAULT_MODEL = "stepfun-ai/Step-Audio-2-mini"
 
 
-def load_backend(spec: str | None = None, *, device: str = "cpu", dtype: str | None = None) -> Backend:
+def load_backend(spec: str | None = None, *, device: str | None = None, dtype: str | None = None,
+                 quantize: str | None = "none", compile: str | bool | None = "auto") -> Backend:
     """A model spec is `scripted:FILE.yaml`, `vllm+http://HOST:PORT`, a local
-    checkpoint folder, or a hub id (downloaded on first use)."""
+    checkpoint folder, or a hub id (downloaded on first use). `device` None or
+    "auto": cuda, then mps, then cpu; `quantize`/`compile` apply to local models."""
     spec = spec or DEFAULT_MODEL
     if spec.startswith("scripted:"):
         from stepvoice.engine.backends.scripted import ScriptedBackend
@@ -20,7 +22,7 @@ def load_backend(spec: str | None = None, *, device: str = "cpu", dtype: str | N
         return VLLMBackend(spec[len("vllm+"):])
     from stepvoice.engine.backends.local import LocalBackend
 
-    return LocalBackend.from_spec(spec, device=device, dtype=dtype)
+    return LocalBackend.from_spec(spec, device=device, dtype=dtype, quantize=quantize, compile=compile)
 
 
 __all__ = ["Backend", "load_backend", "DEFAULT_MODEL"]

@@ -39,28 +39,42 @@ class LocalBackend:
         # unset sampling values come from the checkpoint's generation_config.json (from_spec), else HF's
         self.sampling_defaults: SamplingDefaults = HF_DEFAULTS
         self.last_options: GenerationOptions | None = None  # the effective options of the last generation
+        self.step = None  # engine.compile.DecodeStep when decoding is compiled (from_spec, --compile)
         self._step_lock = threading.Lock()
 
     @classmethod
     def from_spec(cls, spec: str | Path | None = None, device: str | torch.device | None = None,
-                  dtype: str | torch.dtype | None = None) -> "LocalBackend":
+                  dtype: str | torch.dtype | None = None, *, quantize: str | None = "none",
+                  compile: str | bool | None = "auto") -> "LocalBackend":
         """Resolve a folder or hub id, load its weights onto `device` (default: cuda,
-        else mps, else cpu) and its tokenizer."""
+        else mps, else cpu) and its tokenizer; `quantize` / `compile` as in engine.quantize / engine.compile."""
         from stepvoice.engine.checkpoint import load_model, resolve
+        from stepvoice.engine.compile import make_decode_step, should_compile
         from stepvoice.engine.tokenizer import load_tokenizer
 
         path = resolve(spec)
         if path.is_file():
             raise StepvoiceError(f"{path} is a file, not a checkpoint folder (for a script use scripted:{path})")
         tokenizer = load_tokenizer(path)
-        model = load_model(path, device, dtype)
+        model = load_model(path, device, dtype, quantize=quantize)
         backend = cls(model, tokenizer, source=path)
+        if should_compile(compile, model.device):
+            backend.step = make_decode_step(model, compile=True)
         backend.sampling_defaults = read_generation_config(path)
         return backend
 
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    def warm_up(self) -> float:
+        """Compile the decode step now (before the first reply); seconds it took, 0 when not compiled."""
+        if self.step is None:
+            return 0.0
+        with self._step_lock:
+            seconds = self.step.warm_up()
+        log.info("compiled decode warm-up: %.1f s", seconds)
+        return seconds
 
     def _stop_ids(self) -> set[int]:
         stops = {self.tokenizer.eot_id}
@@ -85,7 +99,8 @@ class LocalBackend:
         self._check_fits(len(prompt.ids))
         self.last_prompt_ids = list(prompt.ids)
         stops = self._stop_ids()
-        gen = Generation(self.model, prompt.ids, prompt.mels, prompt.audio_starts, options, stop_ids=stops)
+        gen = Generation(self.model, prompt.ids, prompt.mels, prompt.audio_starts, options, stop_ids=stops,
+                         step=self.step)
         decoder = EventDecoder(self.tokenizer, options.reply)
         # Think: phase 1 reasons until the decoded text `</think>` (see ThinkEnd), phase 2 speaks.
         think = ThinkEnd(self.tokenizer) if options.reply == "think" else None
@@ -128,7 +143,8 @@ class LocalBackend:
                 self.last_prompt_ids = list(second.ids)
                 n_completion += len(gen.generated)
                 n_prompt += len(second.ids)
-                gen = Generation(self.model, second.ids, second.mels, second.audio_starts, options, stop_ids=stops)
+                gen = Generation(self.model, second.ids, second.mels, second.audio_starts, options, stop_ids=stops,
+                                 step=self.step)
                 events += decoder.start_speech()
                 fed = []  # history keeps the raw second-phase ids (examples-think.py lines 24-33)
                 think = None
