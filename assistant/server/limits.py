@@ -48,7 +48,7 @@ class ServerLimits:
     max_tools_chars: int = 64_000  # the JSON of session.tools
     max_tools_tokens: int = 16_000
     max_pending_audio_s: float = 120.0  # committed user audio waiting for a response
-    max_kept_audio_s: float = 600.0  # user audio kept in history; older audio keeps its transcript only
+    max_kept_audio_s: float = 120.0  # user audio kept per session (7.7 MB); older audio keeps its transcript only
     coalesce_ms: float = 20.0  # appends shorter than this are gathered before the VAD sees them
     max_connections_per_client: int = 32
     idle_timeout_s: float = 600.0  # no client event and no response in flight: closed
