@@ -13,7 +13,7 @@ fork, branch step-audio2-mini):
 - effective options: the task preset's sampling, filled by the local backend,
   equals what transformers' own `_prepare_generation_config` makes of the
   example's keyword arguments, without and with a generation_config.json.
-Think mode end to end lives in tests/test_think_local.py; the default voice in
+Think mode end to end lives in tests/test_conformance_think.py; the default voice in
 tests/test_conformance_voice.py.
 """
 from __future__ import annotations

@@ -164,7 +164,7 @@ class ScriptedLogits:
         return logits
 
 
-# Think mode end to end: tests/test_think_local.py
+# Think mode end to end: tests/test_conformance_think.py
 
 
 def test_model_failure_ends_the_turn_with_error(backend):
