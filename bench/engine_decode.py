@@ -182,7 +182,8 @@ def bench_preset(name: str, args: argparse.Namespace, device: torch.device, dtyp
     print(f"\n== {name}: {n_params / 1e6:.1f} M parameters ({llm_params / 1e6:.1f} M in the LLM, "
           f"{head / 1e6:.1f} M of them in lm_head), vocab {vocab}")
     greedy = GenerationOptions(temperature=0, repetition_penalty=1.0)
-    chat = GenerationOptions()  # official chat sampling: T 0.7, top-p 0.9, penalty 1.05
+    # official chat sampling (examples.py line 109); top_k 50 comes from transformers defaults
+    chat = GenerationOptions(temperature=0.7, top_p=0.9, repetition_penalty=1.05)
 
     print(f"{'context':>8} {'cached tok/s':>13} {'full tok/s':>11} {'ratio':>7} {'prefill s':>10}")
     for ctx in args.contexts:
