@@ -36,10 +36,11 @@ def load_parts(cfg: AssistantConfig, *, tools: bool = True, tools_modules: Seque
     from stepvoice.engine.backends import load_backend
 
     if backend is None:
-        kwargs: dict[str, Any] = {"dtype": cfg.dtype}
+        kwargs: dict[str, Any] = {"dtype": cfg.dtype, "quantize": cfg.quantize, "compile": cfg.compile}
         if cfg.device:
             kwargs["device"] = cfg.device
         backend = load_backend(cfg.model, **kwargs)
+        warm_up(backend)
     parts = Parts(backend)
     if tools and cfg.tool_loop.enabled:
         from stepvoice.tools import load_registry
@@ -53,6 +54,15 @@ def load_parts(cfg: AssistantConfig, *, tools: bool = True, tools_modules: Seque
     if speech or voices or cfg.voice:  # the bank's first use installs and indexes its starter voices: only when it matters
         parts.voice_bank = open_voice_bank(home, parts.token2wav, parts.notes, cfg, parts.backend)
     return parts
+
+
+def warm_up(backend: Any) -> None:
+    """Compile the backend's decode step now, so the first reply does not pay for it (time logged)."""
+    warm = getattr(backend, "warm_up", None)
+    if warm is not None:
+        seconds = warm()
+        if seconds:
+            log.warning("compiled the decode step in %.1f s (before the first reply)", seconds)
 
 
 def open_retriever(home: Path, notes: list[str]) -> Any:

@@ -35,6 +35,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--no-tools", action="store_true", help="offer the model no tools")
     p.add_argument("--tools-module", action="append", default=[], metavar="PATH",
                    help="a Python file or module with extra @tool functions (repeatable)")
+    from stepvoice.assistant.cli.config import add_engine_flags
+
+    add_engine_flags(p)
     p.set_defaults(handler=ask)
 
 

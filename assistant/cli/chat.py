@@ -34,6 +34,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--input-file", action="append", default=[], metavar="WAV",
                    help="play these files into the loop instead of a microphone (repeatable)")
     p.add_argument("--record", metavar="OUT.wav", help="with --input-file: write what the speaker got")
+    from stepvoice.assistant.cli.config import add_engine_flags
+
+    add_engine_flags(p)
     p.set_defaults(handler=chat)
 
 

@@ -16,9 +16,18 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The common flags as config overrides (None = not given)."""
+    """The common flags (and the engine flags where a command has them) as config overrides (None = not given)."""
     return {"device": getattr(args, "device", None), "dtype": getattr(args, "dtype", None),
-            "data_dir": getattr(args, "data_dir", None)}
+            "data_dir": getattr(args, "data_dir", None), "compile": getattr(args, "compile", None),
+            "quantize": getattr(args, "quantize", None)}
+
+
+def add_engine_flags(parser: argparse.ArgumentParser) -> None:
+    """--compile / --quantize for the commands that load a local model (ask, chat, run, serve)."""
+    parser.add_argument("--compile", choices=["auto", "on", "off"], default=None,
+                        help="compile the decode step (auto: on CUDA; config key `compile`)")
+    parser.add_argument("--quantize", choices=["none", "int8", "int4"], default=None,
+                        help="weight-only int8/int4 for the LLM's linear layers (config key `quantize`)")
 
 
 def show_config(args: argparse.Namespace) -> int:

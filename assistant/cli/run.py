@@ -13,6 +13,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--tools-module", action="append", default=[], metavar="PATH",
                    help="a Python file or module with extra @tool functions (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from stepvoice.assistant.cli.config import add_engine_flags
+
+    add_engine_flags(p)
     p.set_defaults(handler=run)
 
 

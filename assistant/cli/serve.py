@@ -40,6 +40,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="refuse one client address beyond this many connections (default 32)")
     p.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
                    help="close a connection idle this long (no client event, no response in flight; default 600)")
+    from stepvoice.assistant.cli.config import add_engine_flags
+
+    add_engine_flags(p)
     p.set_defaults(handler=serve_command)
 
 
@@ -114,7 +117,8 @@ def build_factory(args: argparse.Namespace):
     from stepvoice.engine.backends import load_backend
 
     overrides = {k: v for k, v in {"model": args.model, "voice": args.voice, "device": args.device,
-                                   "dtype": args.dtype, "data_dir": args.data_dir}.items() if v is not None}
+                                   "dtype": args.dtype, "data_dir": args.data_dir, "compile": args.compile,
+                                   "quantize": args.quantize}.items() if v is not None}
     config = load_config(args.config_file, overrides)
     spec = config.model
     if spec and spec.startswith("scripted:"):
@@ -122,7 +126,11 @@ def build_factory(args: argparse.Namespace):
         new_backend = lambda: load_backend(spec)  # noqa: E731  (each connection plays its own copy of the script)
         model_name = "scripted"
     else:
-        shared = load_backend(spec, device=config.device or "cpu", dtype=config.dtype)
+        from stepvoice.assistant.assembly import warm_up
+
+        shared = load_backend(spec, device=config.device or "cpu", dtype=config.dtype, quantize=config.quantize,
+                              compile=config.compile)
+        warm_up(shared)  # compile before the first client, not inside its first reply
         new_backend = lambda: shared  # noqa: E731
         model_name = getattr(shared, "name", "step-audio-2-mini")
     t2w_folder = _token2wav_folder(args.token2wav, spec)
