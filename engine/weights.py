@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
@@ -104,7 +106,12 @@ def load_into(model: nn.Module, directory: Path, device: torch.device, dtype: to
     pending: dict[str, dict[str, torch.Tensor]] = defaultdict(dict)  # quantized weight -> components read so far
     # safetensors reads straight onto cpu/cuda; other devices go through cpu one tensor at a time.
     read_device = str(device) if device.type in ("cpu", "cuda") else "cpu"
-    for shard, names in sorted(by_shard.items()):
+    shards = sorted(by_shard.items())
+    from tqdm import tqdm
+
+    # A bar per shard on a terminal (the 16.6 GB checkpoint takes a while on slow disks); silent elsewhere.
+    show = len(shards) > 1 and sys.stderr.isatty() and os.environ.get("TQDM_DISABLE") != "1"
+    for shard, names in tqdm(shards, desc="loading weights", unit="shard", disable=not show, leave=False):
         path = directory / shard
         if not path.is_file():
             raise CheckpointError(f"missing shard {shard} (listed in {INDEX_FILE})")

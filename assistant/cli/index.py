@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 
@@ -49,7 +50,8 @@ def _open(args: argparse.Namespace):
 
 def add_paths(args: argparse.Namespace) -> int:
     with _open(args) as r:
-        report = r.add_paths(args.paths, skip_bad=args.skip_bad, follow_links=args.follow_links)
+        report = r.add_paths(args.paths, skip_bad=args.skip_bad, follow_links=args.follow_links,
+                             progress=sys.stderr.isatty())
     if args.json:
         print(json.dumps(report.__dict__, ensure_ascii=False))
         return 0

@@ -12,7 +12,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model spec (beats the tasks file's `model` and the config)")
     p.add_argument("--tools-module", action="append", default=[], metavar="PATH",
                    help="a Python file or module with extra @tool functions (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
     from stepvoice.assistant.cli.config import add_engine_flags
 
     add_engine_flags(p)
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (
         data_dir(cfg.data_dir) / "runs" / f"{slug(Path(args.tasks_file).stem)}-{time.strftime('%Y%m%d-%H%M%S')}")
     total = sum(len(t.turns) for t in taskfile.tasks)
-    with tqdm(total=total, unit="turn", disable=args.no_progress, file=sys.stderr) as bar:
+    with tqdm(total=total, unit="turn", disable=args.no_progress or not sys.stderr.isatty(), file=sys.stderr) as bar:
         runner = TaskRunner(parts, cfg, out, on_turn=lambda: bar.update(1))
         report = asyncio.run(runner.run(taskfile))
     for line in report.summary_lines():
