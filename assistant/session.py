@@ -75,6 +75,7 @@ class TurnState:
         self.usage = Usage(
             self.usage.prompt_tokens + u.prompt_tokens, self.usage.completion_tokens + u.completion_tokens,
             self.usage.audio_seconds + u.audio_seconds, self.usage.elapsed_s + u.elapsed_s,
+            self.usage.cached_tokens + u.cached_tokens,
         )
 
 
@@ -115,6 +116,8 @@ class Session:
             self.tool_context.on_voice_change = self.voice_control.on_tool_change
         self.runner = ToolRunner(self.tools, self.tool_context, self.config.tool_loop)
         self.client = ClientCalls(client_tools, self.runner, self._history)
+        # The KV cache kept across turns (local backend; `prefix_cache = false` turns reuse off).
+        self.prefix = backend.new_prefix_cache(self.config.prefix_cache) if hasattr(backend, "new_prefix_cache") else None
         self.last_request: list[Message] = []  # the messages of the latest generation request
         self.last_options: GenerationOptions | None = None  # and its options
 
@@ -247,7 +250,10 @@ class Session:
         options = self.request.options(task, reply)
         self.last_request = messages
         self.last_options = options
-        stream = self.backend.generate(messages, options, cancel)
+        if self.prefix is not None:
+            stream = self.backend.generate(messages, options, cancel, prefix=self.prefix)
+        else:
+            stream = self.backend.generate(messages, options, cancel)
         speech_out = self.speech_out
         finished = False
         try:

@@ -54,6 +54,7 @@ class Usage:
     completion_tokens: int = 0
     audio_seconds: float = 0.0  # input audio the model heard
     elapsed_s: float = 0.0
+    cached_tokens: int = 0  # leading prompt tokens whose keys/values came from the previous turn (prefix reuse)
 
 
 TurnEndReason = Literal["stop", "length", "cancelled", "error", "script_exhausted"]

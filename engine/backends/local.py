@@ -23,6 +23,7 @@ from stepvoice.engine.errors import StepvoiceError
 from stepvoice.engine.events import EngineEvent, TurnEnd, Usage
 from stepvoice.engine.generate import Generation
 from stepvoice.engine.messages import Message
+from stepvoice.engine.prefix_cache import PrefixCache
 from stepvoice.engine.options import HF_DEFAULTS, GenerationOptions, SamplingDefaults, read_generation_config
 
 log = logging.getLogger(__name__)
@@ -82,11 +83,52 @@ class LocalBackend:
             stops.add(self.tokenizer.endoftext_id)
         return stops
 
+    def new_prefix_cache(self, enabled: bool = True) -> PrefixCache:
+        """A KV cache a session keeps across its turns (pass it as `generate(..., prefix=)`)."""
+        return PrefixCache(enabled)
+
     async def generate(
         self,
         messages: Sequence[Message],
         options: GenerationOptions,
         cancel: asyncio.Event | None = None,
+        *,
+        prefix: PrefixCache | None = None,
+    ) -> AsyncIterator[EngineEvent]:
+        """Events of one generation. With `prefix` (a session's kept cache) only the ids after the
+        longest common prefix with its previous generation run (engine.prefix_cache)."""
+        run = _PrefixRun(prefix if prefix is not None and prefix.claim() else None)
+        try:
+            async for event in self._generate(messages, options, cancel, run):
+                yield event
+        finally:
+            run.finish()
+
+    async def _start(self, prompt, options: GenerationOptions, stops: set[int], run: "_PrefixRun") -> Generation:
+        """A Generation over `prompt`, resumed from the kept cache when there is one."""
+        gen = Generation(self.model, prompt.ids, prompt.mels, prompt.audio_starts, options, stop_ids=stops,
+                         step=self.step)
+        run.gen, run.prompt = gen, prompt
+        if run.prefix is None:
+            return gen
+        reuse = run.prefix.take(prompt.ids, prompt.mels, prompt.audio_starts)
+        if reuse.cached:
+            def resume() -> None:
+                with self._step_lock:
+                    gen.resume(reuse.cache, reuse.cached)
+
+            run.in_step = True
+            await asyncio.to_thread(resume)
+            run.in_step = False
+        run.cached += reuse.cached
+        return gen
+
+    async def _generate(
+        self,
+        messages: Sequence[Message],
+        options: GenerationOptions,
+        cancel: asyncio.Event | None,
+        run: "_PrefixRun",
     ) -> AsyncIterator[EngineEvent]:
         from stepvoice.engine.prompt import build_prompt, think_continuation
         from stepvoice.engine.stream_decode import EventDecoder, ThinkEnd
@@ -99,8 +141,7 @@ class LocalBackend:
         self._check_fits(len(prompt.ids))
         self.last_prompt_ids = list(prompt.ids)
         stops = self._stop_ids()
-        gen = Generation(self.model, prompt.ids, prompt.mels, prompt.audio_starts, options, stop_ids=stops,
-                         step=self.step)
+        gen = await self._start(prompt, options, stops, run)
         decoder = EventDecoder(self.tokenizer, options.reply)
         # Think: phase 1 reasons until the decoded text `</think>` (see ThinkEnd), phase 2 speaks.
         think = ThinkEnd(self.tokenizer) if options.reply == "think" else None
@@ -112,14 +153,21 @@ class LocalBackend:
             with self._step_lock:
                 return gen.next_token()
 
+        async def next_token() -> int | None:
+            run.in_step = True  # a step cut short by task cancellation leaves the cache unknown
+            token = await asyncio.to_thread(step)
+            run.in_step = False
+            return token
+
         while True:
             if cancel is not None and cancel.is_set():
                 gen.cancel()
                 break
             try:
-                token = await asyncio.to_thread(step)
+                token = await next_token()
             except Exception as e:  # a model failure ends the turn with a reason, not a traceback
                 log.exception("generation failed")
+                run.in_step = True  # the cache may be half-written: not kept
                 error = f"{type(e).__name__}: {e}"
                 break
             if token is None:
@@ -143,8 +191,8 @@ class LocalBackend:
                 self.last_prompt_ids = list(second.ids)
                 n_completion += len(gen.generated)
                 n_prompt += len(second.ids)
-                gen = Generation(self.model, second.ids, second.mels, second.audio_starts, options, stop_ids=stops,
-                                 step=self.step)
+                run.keep()  # the thought is in the cache: the second phase reuses it
+                gen = await self._start(second, options, stops, run)
                 events += decoder.start_speech()
                 fed = []  # history keeps the raw second-phase ids (examples-think.py lines 24-33)
                 think = None
@@ -158,6 +206,7 @@ class LocalBackend:
             completion_tokens=n_completion + len(gen.generated),
             audio_seconds=float(getattr(prompt, "audio_seconds", 0.0)),
             elapsed_s=time.perf_counter() - start,
+            cached_tokens=run.cached,
         )
         yield TurnEnd(reason, usage, token_ids=tuple(fed), error=error)
 
@@ -165,6 +214,32 @@ class LocalBackend:
         limit = self.model.config.text_config.max_position_embeddings
         if n_prompt >= limit:
             raise StepvoiceError(f"the prompt has {n_prompt} tokens; the model takes at most {limit}")
+
+
+class _PrefixRun:
+    """One generation's hold on a session's PrefixCache (prefix None: no reuse)."""
+
+    def __init__(self, prefix: PrefixCache | None):
+        self.prefix = prefix
+        self.gen: Generation | None = None
+        self.prompt = None
+        self.cached = 0  # prompt ids taken from the cache, over both Think phases
+        self.in_step = False  # True while a model call runs (or after one failed): the cache state is unknown
+
+    def keep(self) -> None:
+        if self.prefix is not None and self.gen is not None and self.gen.cache is not None:
+            p = self.prompt
+            self.prefix.keep(self.gen.cache, self.gen.ids[: self.gen.position], p.mels, p.audio_starts)
+
+    def finish(self) -> None:
+        """Keep what the cache holds now (also after a cancel between steps); drop it when a model
+        call failed or was cut short."""
+        if self.prefix is None:
+            return
+        ok = not self.in_step
+        if ok:
+            self.keep()
+        self.prefix.release(ok=ok)
 
 
 __all__ = ["LocalBackend"]
