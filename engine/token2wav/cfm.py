@@ -28,7 +28,6 @@ class CausalConditionalCFM(nn.Module):
         self.cfg = cfg
         self.inference_cfg_rate = cfg.inference_cfg_rate
         self.estimator = DiT(cfg.estimator)
-        self.velocity_fn = None  # a compiled `estimator.velocity` (Token2Wav's compile option), else eager
         # Not a checkpoint tensor: drawn from `seed` so that runs repeat.
         self.register_buffer("rand_noise", draw_noise(cfg.estimator.out_channels, noise_frames, seed),
                              persistent=False)
@@ -71,12 +70,11 @@ class CausalConditionalCFM(nn.Module):
         unconditioned = estimator.in_proj.bias.expand_as(conditioned.h)
         fixed = Conditioning(conditioned.w_x, torch.cat([conditioned.h, unconditioned], dim=0))
         mods = estimator.step_modulations(times)
-        velocity = self.velocity_fn or estimator.velocity
         rate = self.inference_cfg_rate
         new_caches: list[DiTCache] = []
         for step in range(n_timesteps):
             cache = caches[step] if caches is not None else None
-            v, new_cache = velocity(x.repeat(2, 1, 1), fixed, mods[step], cache, keep_cache)
+            v, new_cache = estimator.velocity(x.repeat(2, 1, 1), fixed, mods[step], cache, keep_cache)
             new_caches.append(new_cache)
             v_cond, v_uncond = v.chunk(2, dim=0)
             x = x + dts[step] * ((1.0 + rate) * v_cond - rate * v_uncond)

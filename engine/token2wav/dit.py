@@ -192,6 +192,12 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm_final(x), shift, scale))
 
 
+def run_block(block: DiTBlock, h: torch.Tensor, mods: tuple[torch.Tensor, ...], kv: KV | None,
+              tails: tuple[torch.Tensor, torch.Tensor] | None, use_cache: bool):
+    """One block step (a free function so that one compiled graph serves every block)."""
+    return block.forward_modulated(h, mods, kv, tails, use_cache)
+
+
 @dataclass(frozen=True)
 class DiTCache:
     """One estimator call's streaming state: per block keys/values and conv tails."""
@@ -217,6 +223,14 @@ class DiT(nn.Module):
         self.in_proj = nn.Linear(cfg.in_channels, cfg.hidden_size)
         self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.depth))
         self.final_layer = FinalLayer(cfg.hidden_size, cfg.out_channels)
+        self.block_fn = None  # `run_block` through torch.compile (see `compile_blocks`), else eager
+
+    def compile_blocks(self) -> None:
+        """torch.compile (inductor, dynamic shapes) of one block step. The blocks share their code
+        and torch passes their weights as graph inputs, so all of them reuse one compiled graph
+        per cache layout (whole utterance, stream start, later chunks): compile time does not
+        grow with the depth."""
+        self.block_fn = torch.compile(run_block, dynamic=True)
 
     # ---- the parts of a velocity evaluation that do not change across Euler steps
     def condition(self, mu: torch.Tensor, spks: torch.Tensor, cond: torch.Tensor) -> Conditioning:
@@ -248,8 +262,9 @@ class DiT(nn.Module):
         kv_in = cache.kv if cache is not None else (None,) * len(self.blocks)
         conv_in = cache.conv if cache is not None else (None,) * len(self.blocks)
         kv_out, conv_out = [], []
+        run = self.block_fn or run_block
         for block, block_mods, kv, tails in zip(self.blocks, mods.blocks, kv_in, conv_in):
-            h, kv, tails = block.forward_modulated(h, block_mods, kv, tails, use_cache)
+            h, kv, tails = run(block, h, block_mods, kv, tails, use_cache)
             kv_out.append(kv)
             conv_out.append(tails)
         new_cache = DiTCache(tuple(kv_out), tuple(conv_out)) if use_cache else None

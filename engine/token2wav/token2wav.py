@@ -24,9 +24,11 @@ Speed / quality knobs (measured by bench/token2wav.py):
   per device, `default_first_chunk`): fewer codes give the first audio
   sooner; the audio equals the reference streamed with the same chunk
   boundaries (not quite that of 25-code chunks).
-- `compile` (from_dir): the estimator's velocity step through torch.compile
-  (inductor). Off by default on CPU: measured no faster there, and its first
-  call compiles for minutes (bench/token2wav.py has the row).
+- `compile` (from_dir): the estimator's block step through torch.compile
+  (inductor). Off by default: on a 2-core CPU it measured no faster than
+  eager (the DiT is GEMM-bound; inductor only fuses the elementwise ops)
+  while each cache layout costs about a minute of compiling
+  (bench/token2wav.py has the rows).
 """
 from __future__ import annotations
 
@@ -119,12 +121,11 @@ class Token2Wav:
         return t2w
 
     def compile(self) -> None:
-        """Run the estimator's velocity step through torch.compile (inductor; dynamic shapes: chunks and
-        caches change length). The first calls compile (minutes on a small CPU); outputs stay within
-        float rounding of eager."""
+        """Run the estimator's block step through torch.compile (inductor; dynamic shapes: chunks and
+        caches change length). The first calls compile (about a minute per cache layout on a small
+        CPU); outputs stay within float rounding of eager."""
         if not self.compiled:
-            estimator = self.flow.decoder.estimator
-            self.flow.decoder.velocity_fn = torch.compile(estimator.velocity, dynamic=True)
+            self.flow.decoder.estimator.compile_blocks()
             self.compiled = True
 
     # ---- voices
