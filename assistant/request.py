@@ -14,6 +14,7 @@ from stepvoice.assistant.config import AssistantConfig
 from stepvoice.assistant.history import History
 from stepvoice.assistant.inputs import last_human_index
 from stepvoice.assistant.presets import Preset, preset
+from stepvoice.assistant.style import with_style
 from stepvoice.engine.errors import StepvoiceError
 from stepvoice.engine.messages import Audio, Message
 from stepvoice.engine.options import GenerationOptions
@@ -35,6 +36,7 @@ class RequestBuilder:
         target_lang: str | None = None,
         generation: Mapping[str, Any] | None = None,
         transcribe: Callable[[Audio], Awaitable[str]] | None = None,
+        style: str | None = None,
     ):
         self.config = config
         self._history = history  # a getter: `Session.history = [...]` replaces the History object
@@ -43,6 +45,8 @@ class RequestBuilder:
         self.target_lang = target_lang
         self.generation = dict(generation or {})  # explicit sampling (flags): beats the task preset
         self.transcribe = transcribe
+        self.style = style if style is not None else config.style  # assistant.style: preset or free text
+        self.turn_style: str | None = None  # this turn only (respond(style=...), a TASKS.yaml turn)
         preset(task, target_lang=target_lang)  # fail now on an unknown task or a missing target language
         self.counter = TokenCounter(tokenizer)
         self.last_compaction: CompactionStats | None = None  # the latest pass
@@ -55,8 +59,11 @@ class RequestBuilder:
 
     def system_prompt(self, task: Preset, reply: str) -> str:
         if self.config.system_prompt and task.name == "chat":
-            return self.config.system_prompt
-        return task.system_prompt
+            base = self.config.system_prompt
+        else:
+            base = task.system_prompt
+        style = self.turn_style if self.turn_style is not None else self.style
+        return with_style(base, style, self.config.language)
 
     def schemas(self, task: Preset) -> list[dict[str, Any]]:
         return self.schemas_for_chat() if task.use_tools else []

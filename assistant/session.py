@@ -97,6 +97,7 @@ class Session:
         task: str = "chat",
         target_lang: str | None = None,
         generation: Mapping[str, Any] | None = None,
+        style: str | None = None,
     ):
         self.backend = backend
         self.config = config or AssistantConfig()
@@ -108,7 +109,8 @@ class Session:
         self.transcriber = Transcriber(backend)
         self.request = RequestBuilder(self.config, lambda: self._history, self._schemas_for_chat,
                                       tokenizer=getattr(backend, "tokenizer", None), task=task,
-                                      target_lang=target_lang, generation=generation, transcribe=self.transcriber)
+                                      target_lang=target_lang, generation=generation, transcribe=self.transcriber,
+                                      style=style)
         self.rag = Rag(retriever, self.config.rag)
         self.voice_control = VoiceControl(voice_bank, token2wav, voice or self.config.voice)
         self.tool_context = tool_context if tool_context is not None else self._make_tool_context()
@@ -133,6 +135,16 @@ class Session:
         self.client.history = self._history
 
     task = property(lambda self: self.request.task)
+
+    @property
+    def style(self) -> str | None:
+        """How the assistant speaks (assistant.style: a preset name or free text; None: as it likes)."""
+        return self.request.style
+
+    @style.setter
+    def style(self, value: str | None) -> None:
+        self.request.style = value
+
     target_lang = property(lambda self: self.request.target_lang)
     generation = property(lambda self: self.request.generation)
     counter: TokenCounter = property(lambda self: self.request.counter)  # type: ignore[assignment]
@@ -186,9 +198,12 @@ class Session:
         *,
         reply: str | None = None,
         cancel: asyncio.Event | None = None,
+        style: str | None = None,
     ) -> AsyncIterator[Event]:
         """Answer `user_input` (None: answer from history as it is, e.g. after client tool outputs).
+        `style`: how to speak in this turn only (assistant.style; the session's `style` otherwise).
         Ends with one TurnEnd."""
+        self.request.turn_style = style
         reply = reply or self.config.reply
         task = self.request.preset(reply)
         reply = task.reply or reply

@@ -163,7 +163,7 @@ class TaskRunner:
             tools = tool_subset(tools, task.tools)
         return Session(self.parts.backend, config=self.config, tools=tools, retriever=self.parts.retriever,
                        voice_bank=self.parts.voice_bank, token2wav=self.parts.token2wav, voice=task.voice,
-                       task=task.task, target_lang=task.target_lang)
+                       task=task.task, target_lang=task.target_lang, style=task.style)
 
     async def run_task(self, task: Task, log: Any) -> TaskReport:
         from stepvoice.engine.errors import StepvoiceError
@@ -209,7 +209,7 @@ class TaskRunner:
                      "audio": str(turn.audio) if turn.audio else None, "reply": task.reply, "voice": session.voice})
         result = TurnResult()
         begin = time.perf_counter()
-        async for event in session.respond(Message("human", parts), reply=task.reply):
+        async for event in session.respond(Message("human", parts), reply=task.reply, style=turn.style):
             result.add(event, begin)
             _write(log, {"task": task.name, "turn": index + 1, **event_record(event, time.perf_counter() - begin)})
         # the sampling that ran (the task preset, the checkpoint's generation_config.json, the defaults)

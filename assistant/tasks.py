@@ -7,6 +7,7 @@
       - name: weather
         reply: speech                 # text | speech
         voice: deep                   # a voice bank name
+        style: slow                   # how it speaks: slow, fast, whisper, excited, sad, ... or free text
         task: chat                    # chat | asr | translate | caption | paralinguistic | think
         target_lang: en               # for translate
         tools: [get_weather]          # true (all), false (none) or a list of names
@@ -14,6 +15,7 @@
           - text: What's the weather in Paris?
           - audio: clips/question.wav
             text: an optional instruction sent with the audio
+            style: whisper                       # this turn only
             expect: [{contains: Paris}]          # checked on this turn's answer
         expect:                       # checked on the whole task
           - tool: get_weather
@@ -34,8 +36,8 @@ import yaml
 from stepvoice.assistant.presets import TASKS
 from stepvoice.engine.errors import ConfigError
 
-TASK_KEYS = {"name", "reply", "voice", "task", "target_lang", "tools", "turns", "expect"}
-TURN_KEYS = {"text", "audio", "expect"}
+TASK_KEYS = {"name", "reply", "voice", "task", "target_lang", "tools", "turns", "expect", "style"}
+TURN_KEYS = {"text", "audio", "expect", "style"}
 EXPECT_KEYS = {"tool", "arguments", "contains", "not_contains"}
 FILE_KEYS = {"model", "defaults", "tasks"}
 
@@ -61,6 +63,7 @@ class Turn:
     text: str | None = None
     audio: Path | None = None
     expect: tuple[Expectation, ...] = ()
+    style: str | None = None  # this turn only (assistant.style)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class Task:
     target_lang: str | None = None
     tools: bool | tuple[str, ...] = True
     expect: tuple[Expectation, ...] = ()
+    style: str | None = None  # the whole task (assistant.style); a turn's own style wins
 
 
 @dataclass(frozen=True)
@@ -212,7 +216,15 @@ def _task(t: dict, at: tuple, doc: _Located, base: Path, index: int) -> Task:
     if not isinstance(turns, list) or not turns:
         raise doc.fail(at + ("turns",) if "turns" in t else at, "a task needs a non-empty 'turns' list")
     return Task(str(name), tuple(_turn(x, at + ("turns", j), doc, base) for j, x in enumerate(turns)), reply, voice,
-                preset, str(target) if target else None, tools, _expectations(t.get("expect"), at + ("expect",), doc))
+                preset, str(target) if target else None, tools, _expectations(t.get("expect"), at + ("expect",), doc),
+                _style(t, at, doc))
+
+
+def _style(x: dict, at: tuple, doc: _Located) -> str | None:
+    style = x.get("style")
+    if style is not None and (not isinstance(style, str) or not style.strip()):
+        raise doc.fail(at + ("style",), "'style' must be a preset name (slow, whisper, ...) or a description")
+    return style
 
 
 def _turn(x: Any, at: tuple, doc: _Located, base: Path) -> Turn:
@@ -234,7 +246,7 @@ def _turn(x: Any, at: tuple, doc: _Located, base: Path) -> Turn:
         path = path if path.is_absolute() else base / path
         if not path.is_file():
             raise doc.fail(at + ("audio",), f"audio file not found: {path}")
-    return Turn(text, path, _expectations(x.get("expect"), at + ("expect",), doc))
+    return Turn(text, path, _expectations(x.get("expect"), at + ("expect",), doc), _style(x, at, doc))
 
 
 def _expectations(raw: Any, at: tuple, doc: _Located) -> tuple[Expectation, ...]:

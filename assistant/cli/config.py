@@ -19,7 +19,11 @@ def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The common flags (and the engine flags where a command has them) as config overrides (None = not given)."""
     return {"device": getattr(args, "device", None), "dtype": getattr(args, "dtype", None),
             "data_dir": getattr(args, "data_dir", None), "compile": getattr(args, "compile", None),
-            "quantize": getattr(args, "quantize", None)}
+            "quantize": getattr(args, "quantize", None),
+            # #12: conversation latency and style (flags only where a command has them)
+            "prefix_cache": False if getattr(args, "no_prefix_cache", False) else None,
+            "speculate": False if getattr(args, "no_speculate", False) else None,
+            "style": getattr(args, "style", None)}
 
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +32,12 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
                         help="compile the decode step (auto: on CUDA; config key `compile`)")
     parser.add_argument("--quantize", choices=["none", "int8", "int4"], default=None,
                         help="weight-only int8/int4 for the LLM's linear layers (config key `quantize`)")
+    parser.add_argument("--no-prefix-cache", action="store_true",
+                        help="prefill the whole conversation every turn (config `prefix_cache = false`; for comparison)")
+    parser.add_argument("--no-speculate", action="store_true",
+                        help="voice: wait for the endpoint before starting the reply (config `speculate = false`)")
+    parser.add_argument("--style", default=None,
+                        help="how the assistant speaks: slow, fast, whisper, excited, sad, ... or free text (config `style`)")
 
 
 def show_config(args: argparse.Namespace) -> int:
