@@ -45,16 +45,20 @@ def test_ask_writes_first_text_before_generation_ends(tmp_path):
     assert (first + rest) == WORDS + "\n"
 
 
-def test_ask_no_stream_and_question_from_stdin(tmp_path):
+def test_ask_no_stream_and_question_from_stdin(tmp_path, home, monkeypatch, capsys):
+    import io
+
+    from stepvoice.assistant.cli import main
+
     script = tmp_path / "s.yaml"
     script.write_text(f"replies:\n  - text: {WORDS}\n")
-    out = subprocess.run(cli("ask", "--model", f"scripted:{script}", "--no-tools", "--no-stream"), input="count\n",
-                         capture_output=True, text=True, env=cli_env(tmp_path), timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout == WORDS + "\n"
-    empty = subprocess.run(cli("ask", "--model", f"scripted:{script}"), input="", capture_output=True, text=True,
-                           env=cli_env(tmp_path), timeout=120)
-    assert empty.returncode == 1 and "stdin" in empty.stderr and empty.stderr.count("\n") == 1
+    monkeypatch.setattr("sys.stdin", io.StringIO("count\n"))
+    assert main(["ask", "--model", f"scripted:{script}", "--no-tools", "--no-stream"]) == 0
+    assert capsys.readouterr().out == WORDS + "\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["ask", "--model", f"scripted:{script}"]) == 1
+    err = capsys.readouterr().err
+    assert "stdin" in err and err.count("\n") == 1
 
 
 def test_ask_fake_checkpoint_reads_the_question_from_stdin(fake_checkpoint, tmp_path):
@@ -178,3 +182,42 @@ def test_hidden_module_fixture_hides(tmp_path):
 def test_version(argv):
     out = subprocess.run(cli(*argv), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.startswith("stepvoice ")
+
+
+def test_text_chat_speaks_each_reply_as_it_streams(fake_token2wav, home):
+    """`chat --text --speak`: the reply's audio reaches the speaker chunk by chunk, then it is drained;
+    /voice NAME is refused without --speak (the fake speaker stands in for PortAudio)."""
+    import asyncio
+    import io
+
+    import numpy as np
+
+    from stepvoice.assistant.cli.text_chat import TextChat
+    from stepvoice.assistant.session import Session
+    from stepvoice.engine.backends.scripted import ScriptedBackend
+    from stepvoice.engine.token2wav import Token2Wav
+
+    class FakeSpeaker:
+        def __init__(self):
+            self.chunks, self.drained = [], 0
+
+        def play(self, pcm, rate):
+            assert rate == 24000
+            self.chunks.append(np.asarray(pcm))
+
+        def drain(self):
+            self.drained += 1
+
+    codes = list(range(300, 350))
+    backend = ScriptedBackend.from_data({"replies": [{"text": "Spoken hello.", "speech_codes": codes}]})
+    session = Session(backend, token2wav=Token2Wav.from_dir(fake_token2wav))
+    lines = iter(["hello", None])
+    speaker, out = FakeSpeaker(), io.StringIO()
+    asyncio.run(TextChat(session, lambda: next(lines), out=out, speaker=speaker).run())
+    assert "assistant: Spoken hello." in out.getvalue()
+    assert len(speaker.chunks) >= 2 and speaker.drained == 1  # streamed in pieces, then waited for
+    assert sum(c.size for c in speaker.chunks) == len(codes) * 960
+    quiet = io.StringIO()
+    lines = iter(["/voice deep", None])
+    asyncio.run(TextChat(session, lambda: next(lines), out=quiet).run())
+    assert "start the chat with --speak" in quiet.getvalue()

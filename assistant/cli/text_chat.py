@@ -59,6 +59,8 @@ class TextChat:
         elif name == "/voice":
             if not rest:
                 self._say(f"[voice: {self.session.voice or 'default'}]")
+            elif self.speaker is None:
+                self._say("error: /voice NAME changes the speaking voice: start the chat with --speak")
             else:
                 try:
                     self.session.set_voice(rest)
@@ -122,32 +124,36 @@ def line_reader(interactive: bool, history_file: Any = None) -> Callable[[], str
 
 
 class Speaker:
-    """Plays reply audio on the default output device (sounddevice), one blocking write per chunk."""
+    """Plays reply audio on an output device as it arrives (PortAudio callback reading a PlaybackQueue,
+    resampled to the device's own rate)."""
 
     def __init__(self, device: Any = None):
-        from stepvoice.assistant.audio_io.devices import find_device
+        from stepvoice.assistant.audio_io.devices import check_rate, find_device, sounddevice
+        from stepvoice.assistant.audio_io.playback import PlaybackQueue
 
-        import sounddevice
-
-        find_device(device, "output")
-        self._sd = sounddevice
-        self._stream = None
-        self._device = device
-        self._queue: list = []
+        self.device = find_device(device, "output")
+        rate = int(self.device.default_samplerate)
+        check_rate(self.device, "output", rate)
+        self.queue = PlaybackQueue(rate)
+        self._stream = sounddevice().OutputStream(
+            device=self.device.index, samplerate=rate, channels=1, dtype="float32", blocksize=max(1, rate // 50),
+            callback=lambda out, frames, t, status: self.queue.read(frames, out[:, 0]))
+        self._stream.start()
 
     def play(self, pcm: Any, sample_rate: int) -> None:
-        self._queue.append((pcm, sample_rate))
+        self.queue.put(pcm, sample_rate)
 
     def drain(self) -> None:
-        import numpy as np
+        """Wait until the reply has been played (called from a worker thread)."""
+        import time
 
-        if not self._queue:
-            return
-        rate = self._queue[0][1]
-        pcm = np.concatenate([p for p, _ in self._queue]).astype("float32")
-        self._queue.clear()
-        self._sd.play(pcm, rate, device=self._device)
-        self._sd.wait()
+        self.queue.end_of_stream()
+        while self.queue.pending > 0:
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self._stream.abort(ignore_errors=True)
+        self._stream.close(ignore_errors=True)
 
 
 def run_text_chat(session: Any, *, speak: bool, output_device: Any, history_file: Any) -> int:
@@ -173,4 +179,7 @@ def run_text_chat(session: Any, *, speak: bool, output_device: Any, history_file
         asyncio.run(main())
     except KeyboardInterrupt:
         pass
+    finally:
+        if speaker is not None:
+            speaker.close()
     return 0
