@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["loop_watch", "pytester"]  # asyncio debug mode; product callbacks over 100 ms fail the test
+
 
 # `.ci/run` sets STEPVOICE_NO_SKIPS=1: a skipped test fails the run unless it is marked `live` (real
 # network services) or `gpu` (needs CUDA). Missing pieces are installed by the test setup, not skipped.
@@ -86,3 +88,12 @@ def home(tmp_path, monkeypatch):
             monkeypatch.delenv(k)
     monkeypatch.setenv("STEPVOICE_TEXT_EMBEDDER", "hash")
     return tmp_path / "home"
+
+
+@pytest.fixture(scope="session")
+def fake_small_checkpoint(tmp_path_factory):
+    """The `small` fake (hidden 256, 8 layers: wide enough for int4 groups of 128), no token2wav.
+    Tests must not modify it."""
+    from stepvoice.engine.checkpoint import fake
+
+    return fake(tmp_path_factory.mktemp("fake_small") / "Step-Audio-2-mini", "small", token2wav=False)

@@ -51,6 +51,9 @@ class McpServer:
         return self.tools
 
     async def _own(self) -> None:
+        # The first import of the MCP client and of jsonschema (which it runs on every tool
+        # result) takes ~1 s: done in a thread so the event loop keeps serving meanwhile.
+        await asyncio.to_thread(_import_client_modules)
         from mcp import ClientSession, StdioServerParameters
         from mcp.client.stdio import stdio_client
 
@@ -130,6 +133,16 @@ class McpTool(Tool):
 
     async def invoke(self, arguments: dict[str, Any], context: ToolContext) -> Any:
         return await self.server.call(self.name, arguments)
+
+
+def _import_client_modules() -> None:
+    import importlib
+
+    for name in ("mcp", "mcp.client.stdio", "jsonschema"):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # jsonschema is optional to us; a missing mcp is reported by _own
+            pass
 
 
 async def _list_all_tools(session: Any) -> list[Any]:

@@ -33,8 +33,9 @@ def list_tools(args: argparse.Namespace) -> int:
 
     from stepvoice.tools.schema import signature
 
+    registry = _registry(args)  # imports plugins: before the loop starts, not inside it
+
     async def collect() -> tuple[str, list[tuple[str, str, str]]]:
-        registry = _registry(args)
         async with registry:
             rows = [(signature(t.name, t.parameters), t.source, t.description) for t in registry.tools()]
             for problem in registry.problems:
@@ -64,8 +65,9 @@ def call_tool(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as e:
         raise ConfigError(f"arguments are not valid JSON: {e.msg} at column {e.colno}") from None
 
+    registry = _registry(args)
+
     async def go() -> Any:
-        registry = _registry(args)
         async with registry:
             # A non-object is passed on as is: the runner answers what it expected.
             return await run(ToolCall(args.name, arguments), ToolContext(config=_tools_config(args)), registry)

@@ -1,0 +1,34 @@
+"""The slow-callback watch itself (tests/loop_watch.py): product code that blocks the loop
+fails the test; a test's own slow coroutine does not."""
+from __future__ import annotations
+
+PROBE = '''
+import asyncio, time, types
+
+def _coroutine_in(path):
+    mod = types.ModuleType("probe")
+    exec(compile("import time\\nasync def block():\\n    time.sleep(0.25)\\n", path, "exec"), mod.__dict__)
+    return mod.block
+
+def test_product_blocks():
+    block = _coroutine_in(PRODUCT_FILE)
+    async def main():
+        await asyncio.create_task(block())
+    asyncio.run(main())
+
+def test_test_code_blocks():
+    async def main():
+        time.sleep(0.25)
+    asyncio.run(main())
+'''
+
+
+def test_blocking_product_callback_fails_the_test(pytester):
+    from loop_watch import ROOT
+
+    pytester.makeconftest('pytest_plugins = ["loop_watch"]\n')
+    pytester.makepyfile(test_probe=PROBE.replace("PRODUCT_FILE", repr(str(ROOT / "assistant" / "probe.py"))))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--rootdir={pytester.path}",
+                                           "-o", f"pythonpath={ROOT / 'tests'}")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*event loop was blocked > 100 ms by product code*", "*coro=<block()*assistant/probe.py*"])
