@@ -9,6 +9,11 @@ follow it. Times are seconds of stream time (samples fed / 16000), so the same
 code runs in real time, accelerated, or on a file.
 
 Push-to-talk uses `begin()` / `end()` instead of the VAD deciding.
+
+With `pause_ms` set (speculative replies), a shorter silence inside an
+utterance answers `SpeechPause` with the utterance so far (the same samples a
+`SpeechEnd` at that point would carry), and speech after such a pause answers
+`SpeechResumed`; the hangover still decides the end.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ class EndpointConfig:
     tail_ms: float = 100.0  # silence kept after the last speech frame
     min_speech_ms: float = 150.0  # shorter bursts (clicks, coughs) are dropped
     max_utterance_s: float = 30.0  # forced end of a very long utterance
+    pause_ms: float | None = None  # speculation: a silence this long is a SpeechPause (None: off)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -53,6 +59,8 @@ class EndpointConfig:
             raise ConfigError(f"silence_ms must be at least one VAD frame ({FRAME_S * 1000:.0f} ms)")
         if self.max_utterance_s <= 0:
             raise ConfigError("max_utterance_s must be > 0")
+        if self.pause_ms is not None and not FRAME_S * 1000 <= self.pause_ms < self.silence_ms:
+            raise ConfigError(f"pause_ms must be at least one VAD frame and shorter than silence_ms ({self.silence_ms:g})")
 
     def frames(self, ms: float) -> int:
         """Whole VAD frames covering `ms` (rounded up: a hangover is never shorter than asked)."""
@@ -77,6 +85,23 @@ class SpeechEnd:
         return self.detected_t - self.end_t
 
 
+@dataclass(frozen=True, eq=False)
+class SpeechPause:
+    """A short pause: the utterance so far, in case it is the end (speculation)."""
+
+    samples: np.ndarray
+    start_t: float
+    end_t: float  # end of the last speech frame (a SpeechEnd with the same end_t has the same samples)
+    detected_t: float
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """Speech again after a SpeechPause: that pause was not the end."""
+
+    t: float
+
+
 @dataclass(frozen=True)
 class SpeechDropped:
     """A start that turned out too short to be speech."""
@@ -85,7 +110,7 @@ class SpeechDropped:
     detected_t: float
 
 
-EndpointEvent = Union[SpeechStart, SpeechEnd, SpeechDropped]
+EndpointEvent = Union[SpeechStart, SpeechEnd, SpeechDropped, SpeechPause, SpeechResumed]
 
 
 class Endpointer:
@@ -117,6 +142,7 @@ class Endpointer:
         self._start_frame = 0
         self._last_speech_frame = 0
         self._silence = 0
+        self._paused = False  # a SpeechPause was sent for the current silence
 
     def reset(self) -> None:
         """Drop any speech in progress and the pre-roll (e.g. while the assistant talks, half duplex)."""
@@ -176,17 +202,31 @@ class Endpointer:
         self._frames.append(frame)
         if self._manual:
             return []
+        events: list[EndpointEvent] = []
         if p >= cfg.neg_threshold:
             self._silence = 0
             self._last_speech_frame = index
+            if self._paused:
+                self._paused = False
+                events.append(SpeechResumed(index * FRAME_S))
         else:
             self._silence += 1
         if self._silence >= cfg.frames(cfg.silence_ms):
             return [self._finish(forced=False, keep_tail=True)]
+        if (cfg.pause_ms is not None and not self._paused and self._silence == cfg.frames(cfg.pause_ms)
+                and (self._last_speech_frame + 1 - self._start_frame) * FRAME_S * 1000 >= cfg.min_speech_ms):
+            self._paused = True
+            events.append(SpeechPause(np.concatenate(self._tail_trimmed()), self._start_frame * FRAME_S,
+                                      (self._last_speech_frame + 1) * FRAME_S, self.now))
         if (self._frames_seen - self._start_frame) * FRAME_S >= cfg.max_utterance_s:
             self._last_speech_frame = index
             return [self._finish(forced=True, keep_tail=False)]
-        return []
+        return events
+
+    def _tail_trimmed(self) -> list[np.ndarray]:
+        """The frames of the utterance without the silence beyond `tail_ms`."""
+        drop = max(0, self._silence - self.config.frames(self.config.tail_ms))
+        return self._frames[: len(self._frames) - drop] if drop else self._frames
 
     def _finish(self, forced: bool, keep_tail: bool) -> SpeechEnd | SpeechDropped:
         cfg = self.config
@@ -194,8 +234,7 @@ class Endpointer:
         end_t = (self._last_speech_frame + 1) * FRAME_S
         detected_t = self.now
         if keep_tail:
-            drop = max(0, self._silence - cfg.frames(cfg.tail_ms))  # trailing silence beyond the tail
-            frames = self._frames[: len(self._frames) - drop] if drop else self._frames
+            frames = self._tail_trimmed()  # trailing silence beyond the tail goes
         else:
             frames = self._frames
         samples = np.concatenate(frames) if frames else np.zeros(0, dtype=np.float32)

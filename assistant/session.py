@@ -35,7 +35,7 @@ import asyncio
 import logging
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Mapping
 
 import numpy as np
 
@@ -59,6 +59,9 @@ from stepvoice.assistant.voices import SessionVoices
 from stepvoice.engine.events import Event, SpeechCodes, TextDelta, ToolCall, ToolResult, TurnEnd, Usage, VoiceChanged
 from stepvoice.engine.messages import Message, Text
 from stepvoice.engine.options import GenerationOptions
+
+if TYPE_CHECKING:
+    from stepvoice.assistant.speculation import Speculation
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +202,11 @@ class Session:
         reply: str | None = None,
         cancel: asyncio.Event | None = None,
         style: str | None = None,
+        commit_gate: asyncio.Event | None = None,
     ) -> AsyncIterator[Event]:
         """Answer `user_input` (None: answer from history as it is, e.g. after client tool outputs).
         `style`: how to speak in this turn only (assistant.style; the session's `style` otherwise).
+        `commit_gate`: a speculative turn (assistant.speculation): tools wait until it is set.
         Ends with one TurnEnd."""
         self.request.turn_style = style
         reply = reply or self.config.reply
@@ -233,6 +238,8 @@ class Session:
                 break
             server = [c for c in calls if not self.client.is_client(c)]
             client = [c for c in calls if self.client.is_client(c)]
+            if not interrupted and not await _committed(commit_gate, cancel):
+                interrupted = True  # a discarded speculation: no tool ever ran
             if interrupted or final_round:
                 results = (cancelled(calls) if interrupted else
                            [result(c, LIMIT.format(n=self.config.tool_loop.max_rounds), False) for c in calls])
@@ -331,6 +338,14 @@ class Session:
         self._history.append(Message("assistant", [Text(text)]))
         return [TextDelta(text, "text")]
 
+    def speculate(self, user_input: str | np.ndarray | Message, *, reply: str | None = None,
+                  style: str | None = None) -> "Speculation":
+        """Start answering `user_input` silently (at a short pause); `commit()` plays it, `discard()`
+        leaves the session untouched (assistant.speculation). Call from a running event loop."""
+        from stepvoice.assistant.speculation import Speculation
+
+        return Speculation(self, user_input, reply=reply, style=style)
+
     # ---- wiring ---------------------------------------------------------------------
 
     def _preset(self, reply: str) -> Preset:  # kept for callers of the pre-split names
@@ -350,6 +365,19 @@ class Session:
 
         return ToolContext(config=self.config.tools, voice_bank=self.voice_bank, retriever=self.retriever,
                            on_voice_change=self.voice_control.on_tool_change)
+
+
+async def _committed(gate: asyncio.Event | None, cancel: asyncio.Event | None) -> bool:
+    """Wait for a speculative turn's commit; False when it was cancelled (discarded) instead."""
+    if gate is None or gate.is_set():
+        return True
+    waits = [asyncio.ensure_future(gate.wait())] + ([asyncio.ensure_future(cancel.wait())] if cancel else [])
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+    return gate.is_set() and not (cancel is not None and cancel.is_set())
 
 
 async def _aclose(stream: Any) -> None:

@@ -29,6 +29,7 @@ class TurnTrace:
     interrupted: bool = False
     played_s: float = 0.0  # reply audio actually handed to the speaker
     reply_text: str = ""
+    speculation: str = "off"  # committed | discarded | off (assistant.speculation)
 
     @property
     def complete(self) -> bool:
@@ -54,7 +55,8 @@ class TurnTrace:
             if key == "hangover":
                 continue
             parts.append(f"{labels[key]} {'-' if ms is None else f'{ms:.1f} ms'}")
-        tail = f" | interrupted after {self.played_s:.2f} s" if self.interrupted else ""
+        tail = f" | speculation: {self.speculation}"
+        tail += f" | interrupted after {self.played_s:.2f} s" if self.interrupted else ""
         return "[trace] " + " -> ".join(parts) + tail
 
     def to_dict(self) -> dict:

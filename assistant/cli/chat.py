@@ -87,7 +87,8 @@ def chat(args: argparse.Namespace) -> int:
     loop = VoiceLoop(session, audio, log_path=home / "logs" / f"chat-{stamp}.jsonl",
                      config=VoiceLoopConfig(full_duplex=args.headphones, echo_cancel=args.echo_cancel,
                                             push_to_talk=args.push_to_talk,
-                                            trace=args.trace, endpoint=endpoint))
+                                            trace=args.trace, endpoint=endpoint, speculate=cfg.speculate,
+                                            speculate_pause_ms=cfg.speculate_pause_ms))
     if not args.input_file:
         how = "press Enter to talk, Enter again to send" if args.push_to_talk else "speak"
         print(f"listening on {audio.description}: {how}; Ctrl-C ends", file=sys.stderr)
