@@ -156,6 +156,11 @@ class TaskRunner:
         return report
 
     def session_for(self, task: Task) -> Session:
+        from stepvoice.tools.policy import CONFIRMER, allow_list_confirmer
+
+        # Nobody can be asked during `run`: a tool under the `confirm` policy runs only in a task
+        # that names it in its own `tools` list (set for the rest of this task's turns).
+        CONFIRMER.set(allow_list_confirmer(task.tools) if isinstance(task.tools, tuple) else None)
         tools = self.parts.tools
         if task.tools is False:
             tools = None

@@ -366,3 +366,20 @@ def test_page_and_health_send_csp_and_frame_headers():
                 assert h["X-Frame-Options"] == "DENY" and h["X-Content-Type-Options"] == "nosniff"
     finally:
         server.close()
+
+
+def test_kept_user_audio_is_bounded_per_session():
+    from stepvoice.assistant.server.limits import bound_audio
+    from stepvoice.engine.messages import Audio, Message, Text
+
+    history = []
+    for i in range(10):
+        history.append(Message("human", [Audio(np.zeros(16000 * 30, np.float32), transcript=f"turn {i}" if i % 2 else None)]))
+        history.append(Message("assistant", [Text("ok")]))
+    same = [id(m) for m in history]
+    replaced = bound_audio(history, 120.0)
+    kept = sum(p.seconds for m in history for p in m.content if isinstance(p, Audio))
+    assert kept == 120.0 and replaced == 6
+    assert [id(m) for m in history] == same  # in place: the conversation's items still point at them
+    assert history[0].content[0] == Text("[earlier audio, 30 s, not kept]")  # turn 0: no transcript known
+    assert history[2].content[0] == Text("turn 1") and history[6].content[0] == Text("turn 3")

@@ -201,3 +201,54 @@ def test_a_50_mb_result_is_cut_before_any_processing_and_never_blocks_the_loop()
     assert text.ok and len(text.content) < limit + 200 and "truncated" in text.content
     assert data.ok and len(data.content) < limit + 200
     assert worst < 0.1
+
+
+def test_terminal_confirmer_reads_a_yes():
+    import io
+
+    from stepvoice.tools.policy import terminal_confirmer
+
+    async def ask(answer: str) -> bool:
+        out = io.StringIO()
+        ok = await terminal_confirmer(io.StringIO(answer), out)(ToolCall("delete_file", {"path": "/x"}), None)
+        assert 'delete_file({"path": "/x"})' in out.getvalue()
+        return ok
+
+    assert asyncio.run(ask("y\n")) is True
+    assert asyncio.run(ask("\n")) is False
+    assert asyncio.run(ask("")) is False  # end of input: no
+
+
+def test_run_task_allows_confirm_tools_only_when_it_names_them():
+    from stepvoice.assistant.task_runner import TaskRunner
+    from stepvoice.tools.policy import CONFIRMER
+
+    class Parts:
+        backend = None
+        tools = None
+        retriever = voice_bank = token2wav = None
+
+    class T:
+        tools = ("delete_file",)
+        voice = None
+        task = "chat"
+        target_lang = None
+
+    async def main():
+        runner = TaskRunner.__new__(TaskRunner)
+        runner.parts, runner.config = Parts(), None
+        try:
+            runner.session_for(T())
+        except Exception:
+            pass  # building the Session itself needs a backend; the confirmer is set first
+        named = await CONFIRMER.get()(ToolCall("delete_file", {}), None)
+        other = await CONFIRMER.get()(ToolCall("rm_rf", {}), None)
+        T.tools = True
+        try:
+            runner.session_for(T())
+        except Exception:
+            pass
+        return named, other, CONFIRMER.get()
+
+    named, other, unnamed = asyncio.run(main())
+    assert named is True and other is False and unnamed is None

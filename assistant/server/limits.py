@@ -193,7 +193,13 @@ class ConnectionGuard:
         session = getattr(self.conn, "session", None)
         if session is None or getattr(self.conn, "responding", False):
             return
-        bound_audio(session.history, self.limits.max_kept_audio_s)
+        history = list(session.history)
+        # the conversation's items point at history turns too (and at turns compaction already
+        # replaced): those keep no audio at all, or they would hold it after history let it go
+        seen = {id(m) for m in history}
+        entries = getattr(getattr(self.conn, "conversation", None), "entries", {})
+        gone = [m for e in entries.values() for m in getattr(e, "messages", ()) if id(m) not in seen]
+        bound_audio(gone + history, self.limits.max_kept_audio_s, newest_first_from=len(gone))
 
     # ---- items ----------------------------------------------------------------------
 
@@ -258,28 +264,31 @@ class ConnectionGuard:
                 future.set_result(False)
 
 
-def bound_audio(history: list, max_audio_s: float) -> int:
-    """Keep at most `max_audio_s` of user audio in `history` (newest kept): older audio parts become
-    their transcript, or a short note when none is known. Returns how many parts were replaced."""
-    from stepvoice.engine.messages import Audio, Message, Text
+def bound_audio(messages: list, max_audio_s: float, newest_first_from: int = 0) -> int:
+    """Keep at most `max_audio_s` of user audio in `messages` (the newest kept; those before index
+    `newest_first_from` keep none): older audio parts become their transcript, or a short note when
+    none is known. Messages are changed in place (the Realtime conversation points at the same
+    objects). Returns how many parts were replaced."""
+    from stepvoice.engine.messages import Audio, Text
 
     total = 0.0
     replaced = 0
-    for i in range(len(history) - 1, -1, -1):
-        msg = history[i]
+    for i in range(len(messages) - 1, -1, -1):
+        msg = messages[i]
         if not any(isinstance(p, Audio) for p in msg.content):
             continue
-        parts = []
+        parts, changed = [], False
         for p in msg.content:
             if isinstance(p, Audio):
                 total += p.seconds
-                if total > max_audio_s:
+                if total > max_audio_s or i < newest_first_from:
                     parts.append(Text(p.transcript if p.transcript else f"[earlier audio, {p.seconds:.0f} s, not kept]"))
                     replaced += 1
+                    changed = True
                     continue
             parts.append(p)
-        if replaced and parts != list(msg.content):
-            history[i] = Message(msg.role, parts)
+        if changed:
+            msg.content[:] = parts
     return replaced
 
 
