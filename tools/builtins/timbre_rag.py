@@ -6,6 +6,7 @@ and tells the host through `context.on_voice_change(name)`.
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import Annotated
 
@@ -27,9 +28,12 @@ async def timbre_rag(
         raise ToolError("no voice bank is configured, so the voice cannot be changed; add voices with `stepvoice voices add`")
     if not query.strip():
         raise ToolError("describe the wanted voice (e.g. 'a bright young female voice')")
-    match = bank.find(query)
-    if inspect.isawaitable(match):
-        match = await match
+    if inspect.iscoroutinefunction(bank.find):
+        match = await bank.find(query)
+    else:  # a search embeds the query (~0.1 s): in a thread, never on the event loop
+        match = await asyncio.to_thread(bank.find, query)
+        if inspect.isawaitable(match):
+            match = await match
     if match is None:
         raise ToolError("the voice bank has no voices to choose from")
     name, description = str(match.name), str(getattr(match, "description", "") or "")
