@@ -179,3 +179,29 @@ def test_reuse_off_by_config_and_a_failed_step_drops_the_cache(local):
 
 async def _drain(session: Session, text: str) -> TurnEnd:
     return [e async for e in session.respond(text)][-1]
+
+
+def test_a_discarded_speculation_rolls_the_cache_back_and_leaves_no_trace(local):
+    cfg = AssistantConfig(language="en", reply="speech")
+    cfg.generation.max_new_tokens = 6
+    cfg.generation.temperature = 0.0
+    session = Session(local, config=cfg)
+    first = asyncio.run(_drain(session, "Hello there."))
+    before_ids, before_history = list(session.prefix.ids), list(session.history)
+    speech = espeak("What is the weather in Paris")
+
+    async def speculate_and_discard():
+        spec = session.speculate(speech[: len(speech) // 2], reply="speech")
+        while spec.tokens == 0 and not spec._task.done():  # let it prefill and generate
+            await asyncio.sleep(0.01)
+        await spec.discard()
+        return spec
+
+    spec = asyncio.run(speculate_and_discard())
+    assert spec.state == "discarded" and spec.tokens > 0
+    assert session.history == before_history
+    assert session.prefix.ids == before_ids[: len(session.prefix.ids)]  # only what the speculation did not change
+    rolled = len(session.prefix.ids)
+    assert rolled >= first.usage.prompt_tokens - 8  # the conversation up to (at most) the reply opener stays
+    end = asyncio.run(_drain(session, "And tomorrow?"))
+    assert end.usage.cached_tokens == rolled  # the real turn starts exactly where the speculation's changes began
