@@ -252,3 +252,14 @@ def test_run_task_allows_confirm_tools_only_when_it_names_them():
 
     named, other, unnamed = asyncio.run(main())
     assert named is True and other is False and unnamed is None
+
+
+def test_mcp_content_is_cut_while_it_is_joined():
+    from types import SimpleNamespace
+
+    from stepvoice.tools.mcp_client import render_content
+
+    blocks = [SimpleNamespace(type="text", text="x" * 1_000_000) for _ in range(50)]  # 50 MB of text blocks
+    text = render_content(blocks, 4000)
+    assert 4000 < len(text) < 4100 and text.endswith("[more content not shown]")
+    assert render_content(blocks[:1]) == "x" * 1_000_000  # without a limit: everything

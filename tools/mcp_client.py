@@ -25,8 +25,9 @@ CLOSE_TIMEOUT_S = 10.0
 
 
 class McpServer:
-    def __init__(self, config: McpServerConfig):
+    def __init__(self, config: McpServerConfig, max_chars: int | None = None):
         self.config = config
+        self.max_chars = max_chars  # the runner cuts results to this anyway; None = no early cut
         self.tools: list[McpTool] = []
         self._session: Any = None
         self._ready = asyncio.Event()
@@ -87,7 +88,8 @@ class McpServer:
         if session is None:
             raise ToolError(f"the MCP server {self.config.name} is not running")
         result = await session.call_tool(name, arguments)
-        text = render_content(_field(result, "content") or [])
+        # cut while joining: a server answering megabytes costs only what the model may read
+        text = render_content(_field(result, "content") or [], self.max_chars)
         structured = _field(result, "structured_content", "structuredContent")
         if _field(result, "is_error", "isError"):
             raise ToolError(text or "the MCP tool reported an error")
@@ -161,9 +163,14 @@ async def _list_all_tools(session: Any) -> list[Any]:
     return tools
 
 
-def render_content(blocks: list[Any]) -> str:
+def render_content(blocks: list[Any], max_chars: int | None = None) -> str:
+    """The text of an MCP result; with `max_chars`, joining stops once that much (plus one) is there."""
     parts = []
+    size = 0
     for b in blocks:
+        if max_chars is not None and size > max_chars:
+            parts.append("[more content not shown]")
+            break
         kind = getattr(b, "type", "")
         if kind == "text":
             parts.append(b.text)
@@ -174,6 +181,9 @@ def render_content(blocks: list[Any]) -> str:
             parts.append(getattr(res, "text", None) or f"[resource {getattr(res, 'uri', '')}]")
         else:
             parts.append(f"[{kind or 'content'} not shown]")
+        if max_chars is not None and len(parts[-1]) > max_chars + 1:
+            parts[-1] = parts[-1][: max_chars + 1]  # the runner's cut then says it was truncated
+        size += len(parts[-1]) + 1
     return "\n".join(parts)
 
 

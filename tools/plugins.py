@@ -44,6 +44,7 @@ def load_registry(config: Any = None, tools_modules: Sequence[str] = (), mcp_ser
     """
     cfg = ToolsConfig.coerce(config)
     registry = ToolRegistry(disabled=cfg.disabled)
+    registry.max_result_chars = cfg.max_result_chars
     if plugins:
         load_entry_points(registry)
     for spec in [*cfg.tools_modules, *tools_modules]:

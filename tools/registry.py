@@ -26,6 +26,7 @@ class ToolRegistry:
         self._pending_mcp: list[Any] = []  # McpServerConfig not yet connected
         self._mcp_servers: list[Any] = []  # connected tools.mcp_client.McpServer
         self.problems: list[str] = []  # plugins skipped because they failed to load
+        self.max_result_chars: int | None = None  # MCP results are cut to this while being read (load_registry sets it)
 
     # ---- adding -------------------------------------------------------------------
 
@@ -105,7 +106,7 @@ class ToolRegistry:
         pending, self._pending_mcp = self._pending_mcp, []
         try:
             for cfg in pending:
-                server = McpServer(cfg)
+                server = McpServer(cfg, self.max_result_chars)
                 self._mcp_servers.append(server)
                 for t in await server.start():
                     self.add(t, source=f"MCP server {cfg.name}")
