@@ -93,6 +93,13 @@ function handle(ev) {
         addTurn("tool", "tool call", `${ev.item.name}(${ev.item.arguments})`);
         addTurn("tool", "result", ev.item.output != null ? ev.item.output : (ev.item.error || {}).message || "");
       }
+      // a tool under the `confirm` policy: the server waits for this page's answer
+      if (ev.item.type === "mcp_approval_request") {
+        const approve = window.confirm(`The assistant wants to run ${ev.item.name}(${ev.item.arguments}). Allow it?`);
+        addTurn("tool", approve ? "allowed" : "refused", `${ev.item.name}(${ev.item.arguments})`);
+        send({ type: "conversation.item.create",
+               item: { type: "mcp_approval_response", approval_request_id: ev.item.id, approve } });
+      }
       break;
     case "response.created":
       setStatus("busy", "answering");
