@@ -63,10 +63,11 @@ if DynamicLayer is not None:
         def get_seq_length(self) -> int:
             return self.length
 
-        def crop(self, tokens_to_remove: int) -> None:
-            if tokens_to_remove > 0:
-                raise ValueError("crop takes a negative count of tokens to remove")
-            self.length = max(0, self.length + tokens_to_remove)
+        def crop(self, max_length: int) -> None:
+            """transformers' semantics: keep the first `max_length` positions, or drop -`max_length`
+            from the end when it is negative (the storage stays, so a compiled step keeps its shapes)."""
+            keep = self.length + max_length if max_length < 0 else min(max_length, self.length)
+            self.length = max(0, keep)
             if self.is_initialized:
                 self.keys, self.values = self._keys[:, :, : self.length], self._values[:, :, : self.length]
 
