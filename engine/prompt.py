@@ -11,8 +11,9 @@ string, so this split is part of the format.
 Audio parts: each 25 s piece is `<audio_start>` N x `<audio_patch>` `<audio_end>`
 with its own log-mel; the model writes the adapter outputs over the patches.
 Spoken history goes back as `<tts_start>` + the raw output ids + `<|EOT|>`, or,
-when the ids are unknown, re-interleaved TA4 (1 text token + 4 speech tokens,
-text padded with `<tts_pad>`, speech with `<audio_6561>`) then `<tts_end>`.
+when the ids are unknown, re-interleaved TA4 as the vLLM fork rebuilds it (1 text
+token + up to 4 speech tokens, text padded with `<tts_pad>`, speech with
+`<audio_6561>` up to the group count; see `ta4_interleave`) then `<tts_end>`.
 The reply opens with `<|BOT|>assistant\\n`, plus `<tts_start>` for a spoken
 reply, or `\\n<think>\\n` for a Think model (`think_continuation` then adds the
 thought, `</think>\\n\\n<tts_start>`).
