@@ -36,6 +36,7 @@ from stepvoice.engine.tokenizer import (
     BOT, EOT, THINK_END, THINK_START, TTS_START, StepTokenizer,
 )
 from stepvoice.engine.untrusted import encode_untrusted
+from stepvoice.engine.mel_cache import piece_mels
 
 TA4_SPEECH_PER_TEXT = 4  # speech tokens per text token in a spoken reply
 THINK_OPEN = f"\n{THINK_START}\n"  # what a Think model's reply starts with
@@ -119,8 +120,7 @@ class _Builder:
                 f"audio part is too short ({1000 * len(samples) / SAMPLE_RATE:.0f} ms); at least {MIN_AUDIO_MS} ms needed"
             )
         self.audio_seconds += len(samples) / SAMPLE_RATE
-        for piece in pieces:
-            mel = log_mel(piece)
+        for mel in piece_mels(audio.samples, pieces, log_mel):  # once per audio array (engine.mel_cache)
             n = placeholder_count(mel.shape[1])
             self.audio_starts.append(len(self.ids))
             self.mels.append(mel)
