@@ -70,10 +70,30 @@ class RecordingBackend:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def generate(self, messages: Any, options: Any, cancel: Any = None) -> Any:
+    def generate(self, messages: Any, options: Any, *args: Any, **kwargs: Any) -> Any:
         if self.first_options is None:
             self.first_options = options
-        return self.inner.generate(messages, options, cancel)
+        return self.inner.generate(messages, options, *args, **kwargs)  # cancel, prefix=... as the session passes
+
+
+def warm_up(backend: Any) -> None:
+    """The local engine's first request pays one-off costs inline on the event loop (imports, torch's
+    STFT set-up, the tokenizer's special-token tables): pay them here, before the loop runs, so they
+    neither stall it nor count in the first item's latency."""
+    import stepvoice.engine.stream_decode  # noqa: F401 - imported by the engine on its first request
+
+    tokenizer = getattr(backend, "tokenizer", None)
+    if tokenizer is None:  # scripted, vLLM: nothing to prepare
+        return
+    import numpy as np
+
+    from stepvoice.engine.messages import Audio, Message
+    from stepvoice.engine.prompt import build_prompt
+
+    try:
+        build_prompt([Message.text("system", "."), Message("human", [Audio(np.zeros(16000, np.float32))])], tokenizer)
+    except Exception:  # noqa: BLE001 - only a warm-up; the real request reports its own problems
+        pass
 
 
 def _options_dict(options: Any) -> dict[str, Any] | None:
@@ -91,6 +111,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
+    need("jiwer", "sacrebleu")
+
     from stepvoice.assistant.assembly import load_parts
     from stepvoice.assistant.cli.config import common_overrides
     from stepvoice.assistant.config import load_config
@@ -101,7 +123,6 @@ def run_eval_command(args: argparse.Namespace) -> int:
     from stepvoice.engine.backends import DEFAULT_MODEL
     from stepvoice.engine.errors import StepvoiceError
 
-    need("jiwer", "sacrebleu")
     task = TASKS[args.eval_task]
     data = Path(args.data).expanduser()
     if not data.exists():
@@ -123,6 +144,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
     run = EvalRun(args.eval_task, dataset, str(data), model, out, args.limit, args.concurrency, generation)
     already = len(check_resume(run))  # fails fast if OUT holds another run
     backend = RecordingBackend(load_parts(cfg, tools=False).backend)
+    warm_up(backend.inner)
     if run.concurrency > 1 and getattr(backend, "name", "") != "vllm":
         print(f"note: --concurrency {run.concurrency} needs the vLLM backend; running one item at a time",
               file=sys.stderr)

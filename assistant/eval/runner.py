@@ -21,9 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+# Imported here, not inside the coroutines: a first import inside the event loop blocks it for ~0.4 s.
 from stepvoice.assistant.eval.items import Dataset, Item
 from stepvoice.assistant.eval.tasks import TASKS, score_item, summarise, user_text
+from stepvoice.assistant.session import Session
+from stepvoice.assistant.turn_result import TurnResult
+from stepvoice.engine.audio import load_audio
 from stepvoice.engine.errors import StepvoiceError
+from stepvoice.engine.messages import Audio, Message, Text
+from stepvoice.tools.builtins import BUILTINS
+from stepvoice.tools.registry import ToolRegistry
 
 RESULTS = "results.jsonl"
 RUN = "run.json"
@@ -87,15 +94,10 @@ def check_resume(run: EvalRun) -> dict[str, dict[str, Any]]:
 
 
 async def _audio(path: str, transcript: str | None = None) -> Any:
-    from stepvoice.engine.audio import load_audio
-    from stepvoice.engine.messages import Audio
-
     return Audio(await asyncio.to_thread(load_audio, path), transcript or None)
 
 
 async def _message(role: str, audio: Sequence[str], text: str) -> Any:
-    from stepvoice.engine.messages import Message, Text
-
     parts: list[Any] = [await _audio(a) for a in audio]
     if text:
         parts.append(Text(text))
@@ -105,8 +107,6 @@ async def _message(role: str, audio: Sequence[str], text: str) -> Any:
 async def _earlier_turn(turn: Any) -> Any:
     """A turn of a multi-turn item: a spoken user turn is its audio (its text, if any, kept as the
     transcript, as the model heard only the audio); anything else is text."""
-    from stepvoice.engine.messages import Message
-
     if turn.audio:
         return Message(turn.role, [await _audio(turn.audio, turn.text)])
     return Message.text(turn.role, turn.text)
@@ -115,9 +115,6 @@ async def _earlier_turn(turn: Any) -> Any:
 @functools.lru_cache(maxsize=1)
 def toolcall_schemas() -> tuple[dict[str, Any], ...]:
     """The four tools Step-Audio 2 was trained on, declared exactly as the product declares them."""
-    from stepvoice.tools.builtins import BUILTINS
-    from stepvoice.tools.registry import ToolRegistry
-
     registry = ToolRegistry()
     for t in BUILTINS:
         registry.add(t)
@@ -125,8 +122,6 @@ def toolcall_schemas() -> tuple[dict[str, Any], ...]:
 
 
 def make_session(run: EvalRun, backend: Any, config: Any) -> Any:
-    from stepvoice.assistant.session import Session
-
     preset = TASKS[run.task].preset
     target = run.dataset.language if run.task == "s2tt" else None
     client_tools = toolcall_schemas() if run.task == "toolcall" else ()
@@ -136,8 +131,6 @@ def make_session(run: EvalRun, backend: Any, config: Any) -> Any:
 
 async def run_item(run: EvalRun, backend: Any, config: Any, item: Item) -> dict[str, Any]:
     """One item through a fresh session: its row for results.jsonl (an error is recorded, not raised)."""
-    from stepvoice.assistant.turn_result import TurnResult
-
     start = time.perf_counter()
     row: dict[str, Any] = {"id": item.id, "group": item.group, "reference": item.reference}
     try:
@@ -170,9 +163,6 @@ async def run_item(run: EvalRun, backend: Any, config: Any, item: Item) -> dict[
 async def run_eval(run: EvalRun, backend: Any, config: Any,
                    on_item: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run the items not yet in OUT/results.jsonl; return the metrics of all of them (see `finish`)."""
-    import stepvoice.assistant.session  # noqa: F401 - imported before the clock starts, not in item 1's latency
-    import stepvoice.engine.audio  # noqa: F401
-
     done = check_resume(run)
     todo = [i for i in run.items if i.id not in done]
     sem = asyncio.Semaphore(max(1, run.concurrency))

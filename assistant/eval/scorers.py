@@ -12,6 +12,9 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+import jiwer  # imported with the module: a first import inside the event loop would block it
+import sacrebleu
+
 from stepvoice.assistant.eval.normalise import normalise, uses_cer
 
 # ---- WER / CER -------------------------------------------------------------------------------
@@ -38,8 +41,6 @@ class ErrorCounts:
 
 def error_counts(reference: str, hypothesis: str, language: str) -> ErrorCounts:
     """Edit operations between the normalised texts: on characters for zh/yue/ja (CER), else on words (WER)."""
-    import jiwer
-
     ref, hyp = normalise(reference, language), normalise(hypothesis, language)
     if uses_cer(language):
         ref_units, hyp_units = list(ref), list(hyp)
@@ -72,16 +73,12 @@ def bleu_tokenizer(target_language: str) -> str:
 
 def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str], target_language: str) -> tuple[float, str]:
     """Corpus BLEU (0-100) and sacrebleu's signature (says tokenizer, smoothing, version)."""
-    import sacrebleu
-
     metric = sacrebleu.BLEU(tokenize=bleu_tokenizer(target_language))
     score = metric.corpus_score(list(hypotheses), [list(references)])
     return float(score.score), str(metric.get_signature())
 
 
 def sentence_bleu(hypothesis: str, reference: str, target_language: str) -> float:
-    import sacrebleu
-
     metric = sacrebleu.BLEU(tokenize=bleu_tokenizer(target_language), effective_order=True)
     return float(metric.sentence_score(hypothesis, [reference]).score)
 
