@@ -105,7 +105,7 @@ def open_token2wav(cfg: AssistantConfig, backend: Any, notes: list[str]) -> Any:
         notes.append("no speech audio: token2wav is not available in this installation")
         return None
     device = cfg.device or str(getattr(backend, "device", None) or "cpu")  # beside the model (local engine)
-    return Token2Wav.from_dir(folder, device=device)
+    return Token2Wav.from_dir(folder, device=device, dtype=cfg.t2w_dtype, n_timesteps=cfg.t2w_steps)
 
 
 def open_voice_bank(home: Path, token2wav: Any, notes: list[str], cfg: AssistantConfig | None = None,

@@ -61,7 +61,10 @@ def ask(args: argparse.Namespace) -> int:
     from stepvoice.engine.messages import Audio, Message, Text
 
     if not args.text and not args.audio and not sys.stdin.isatty():
-        args.text = sys.stdin.read().strip()  # `echo hi | stepvoice ask`
+        try:
+            args.text = sys.stdin.read().strip()  # `echo hi | stepvoice ask`
+        except OSError:  # no readable stdin (a closed or captured one): nothing was asked
+            pass
     if not args.text and not args.audio:
         raise StepvoiceError("nothing to ask: give --text, --audio or both (or pipe the question to stdin)")
     if args.text is not None and not args.text.strip() and not args.audio:

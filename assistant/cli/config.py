@@ -23,7 +23,8 @@ def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
             # #12: conversation latency and style (flags only where a command has them)
             "prefix_cache": False if getattr(args, "no_prefix_cache", False) else None,
             "speculate": False if getattr(args, "no_speculate", False) else None,
-            "style": getattr(args, "style", None)}
+            "style": getattr(args, "style", None),
+            "t2w_dtype": getattr(args, "t2w_dtype", None), "t2w_steps": getattr(args, "t2w_steps", None)}
 
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +39,10 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
                         help="voice: wait for the endpoint before starting the reply (config `speculate = false`)")
     parser.add_argument("--style", default=None,
                         help="how the assistant speaks: slow, fast, whisper, excited, sad, ... or free text (config `style`)")
+    parser.add_argument("--t2w-dtype", choices=["auto", "fp32", "bf16", "fp16"], default=None,
+                        help="token2wav flow precision (auto: per device; config `t2w_dtype`)")
+    parser.add_argument("--t2w-steps", type=int, default=None,
+                        help="token2wav Euler steps (default 10; fewer is faster; config `t2w_steps`)")
 
 
 def show_config(args: argparse.Namespace) -> int:

@@ -118,7 +118,8 @@ def build_factory(args: argparse.Namespace):
 
     overrides = {k: v for k, v in {"model": args.model, "voice": args.voice, "device": args.device,
                                    "dtype": args.dtype, "data_dir": args.data_dir, "compile": args.compile,
-                                   "quantize": args.quantize}.items() if v is not None}
+                                   "quantize": args.quantize, "t2w_dtype": args.t2w_dtype,
+                                   "t2w_steps": args.t2w_steps}.items() if v is not None}
     config = load_config(args.config_file, overrides)
     spec = config.model
     if spec and spec.startswith("scripted:"):
@@ -166,7 +167,7 @@ def _token2wav(folder: Path | None, config) -> Any:
         raise ConfigError(f"token2wav folder not found: {folder}")
     from stepvoice.engine.token2wav import Token2Wav
 
-    return Token2Wav.from_dir(folder, device=config.device or "cpu")
+    return Token2Wav.from_dir(folder, device=config.device or "cpu", dtype=config.t2w_dtype, n_timesteps=config.t2w_steps)
 
 
 def _tools(config) -> Any:
