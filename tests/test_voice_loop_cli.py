@@ -69,7 +69,8 @@ def test_no_sound_device_is_one_clear_line(chat_env):
     r = stepvoice(env, root, "--model", "scripted:s.yaml", timeout=60)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [
-        "error: no input device found: connect a microphone or check the sound system (stepvoice chat --list-devices)"]
+        "error: no input device found: connect a microphone or check the sound system (stepvoice chat --list-devices); "
+        "without a microphone, type with `stepvoice chat --text` or play wav files with `--input-file FILE.wav`"]
     r = stepvoice(env, root, "--list-devices", timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "no sound devices found"
 
