@@ -81,6 +81,8 @@ class ConnectionGuard:
 
     async def screen(self, event: dict) -> dict | None:
         etype = event.get("type")
+        if getattr(self.conn, "responding", False):  # a response (also one the server VAD started) takes the audio
+            self._pending_audio_s = 0.0
         now = time.monotonic()
         if now >= self._next_bound:  # at most once a second: history keeps at most max_kept_audio_s of audio
             self._next_bound = now + 1.0
