@@ -149,7 +149,7 @@ async def run_item(run: EvalRun, backend: Any, config: Any, item: Item) -> dict[
         usage = end.usage if end is not None else None
         row["completion_tokens"] = usage.completion_tokens if usage else 0
         row["generation_s"] = round(usage.elapsed_s, 4) if usage else 0.0
-        row["score"] = score_item(run.task, run.dataset, item, row["hypothesis"], calls)
+        row["score"] = await asyncio.to_thread(score_item, run.task, run.dataset, item, row["hypothesis"], calls)
     except Exception as e:  # noqa: BLE001 - bad audio, bad item: one line in the row; the run goes on
         msg = str(e).splitlines()[0] if str(e) else ""
         if not isinstance(e, StepvoiceError):
@@ -163,7 +163,7 @@ async def run_item(run: EvalRun, backend: Any, config: Any, item: Item) -> dict[
 async def run_eval(run: EvalRun, backend: Any, config: Any,
                    on_item: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run the items not yet in OUT/results.jsonl; return the metrics of all of them (see `finish`)."""
-    done = check_resume(run)
+    done = await asyncio.to_thread(check_resume, run)  # a long results.jsonl takes a while to parse
     todo = [i for i in run.items if i.id not in done]
     sem = asyncio.Semaphore(max(1, run.concurrency))
     results = (run.out / RESULTS).open("a", encoding="utf-8")
@@ -186,7 +186,7 @@ async def run_eval(run: EvalRun, backend: Any, config: Any,
             await asyncio.gather(*(one(i) for i in todo))
     finally:
         results.close()
-    return finish(run, done, time.perf_counter() - start)
+    return await asyncio.to_thread(finish, run, done, time.perf_counter() - start)  # corpus BLEU of a big set
 
 
 def finish(run: EvalRun, done: Mapping[str, Mapping[str, Any]], wall_s: float) -> dict[str, Any]:
