@@ -43,11 +43,11 @@ else
     pip install "torch==${STEPVOICE_TORCH:-2.13.0}"
 fi
 if [ "$with_tests" = 1 ]; then
-    step "installing stepvoice (editable) with its test extras..."
-    pip install -e ".[test]"
+    step "installing stepvoice (editable) with its test and eval extras..."
+    pip install -e ".[test,eval]"
 else
-    step "installing stepvoice (editable) and its dependencies..."
-    pip install -e .
+    step "installing stepvoice (editable) and its dependencies (with the eval scorers)..."
+    pip install -e ".[eval]"
 fi
 # s3tokenizer: speech-code reference and the default voice clip; --no-deps
 # keeps torchaudio (unneeded, and unloadable beside CPU torch) out.
