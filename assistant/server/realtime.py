@@ -114,6 +114,9 @@ class RealtimeConnection:
 
     async def send(self, event: dict) -> None:
         await self._send(event)
+        # A response's burst of events (its end sends half a dozen) must not hold the loop in one step:
+        # other connections, their VADs and pings get a turn between events.
+        await asyncio.sleep(0)
 
     async def handle(self, raw: str | bytes) -> None:
         """One client frame. Never raises for bad input: the client gets an `error` event."""
@@ -244,10 +247,12 @@ class RealtimeConnection:
                 return
             import soxr
 
-            self._vad = self.vad_factory(self.settings.turn_detection)
+            # Loading the VAD model and running it are off the loop (other connections keep flowing).
+            self._vad = await asyncio.to_thread(self.vad_factory, self.settings.turn_detection)
             self._resampler = soxr.ResampleStream(PCM_RATE, MODEL_RATE, 1, dtype="float32")
         td = self.settings.turn_detection
-        for ev in self._vad.push(self._resampler.resample_chunk(samples24k)):
+        found = await asyncio.to_thread(self._vad.push, self._resampler.resample_chunk(samples24k))
+        for ev in found:
             kind = type(ev).__name__
             if kind == "SpeechStart":
                 self._speech_item = new_id("item")

@@ -15,6 +15,9 @@ from typing import Any, Awaitable, Callable, Iterator, Mapping
 
 from stepvoice.assistant.config import AssistantConfig
 from stepvoice.assistant.server.settings import SessionSettings
+# Imported with the factory (at startup), not by the first connection's first response on the loop.
+from stepvoice.assistant.session import Session
+from stepvoice.assistant.transcribe import Transcriber
 from stepvoice.assistant.server.voices import VoiceMap
 from stepvoice.engine.messages import Audio, Message
 
@@ -36,8 +39,6 @@ class AssistantSessions:
         self.asr_backend = asr_backend or (lambda backend: backend)
 
     def build(self, settings: SessionSettings, previous: Any = None) -> Any:
-        from stepvoice.assistant.session import Session
-
         config = self.config.model_copy(update={
             "system_prompt": settings.instructions or self.config.system_prompt,
             "voice": settings.voice or self.config.voice,
@@ -85,8 +86,6 @@ class AssistantSessions:
 
     def transcriber(self, session: Any) -> Callable[[Audio], Awaitable[str]]:
         """Input transcription: the model's ASR preset on the session's (or the ASR) backend."""
-        from stepvoice.assistant.transcribe import Transcriber
-
         return Transcriber(self.asr_backend(session.backend))
 
     def pending_calls(self, session: Any) -> list[str]:
