@@ -12,6 +12,14 @@ folder, e.g. a fake one of real size on a CUDA machine) and its token2wav/.
 
     .venv/bin/python bench/voice_latency.py [--turns 20] [--speed 2] [--token2wav DIR]
         [--model DIR --device cuda --max-new-tokens 64]
+    .venv/bin/python bench/voice_latency.py --speculation [--utterances 20] [--model-ms 300]
+
+--speculation prints the speculative-reply table instead: end of speech ->
+first PCM with speculation on vs off (issue #12), over scripted utterances of
+which every other one has a mid-sentence pause longer than the speculation
+pause (so it starts a speculation that is discarded), on an engine that takes
+`--model-ms` before its first token; each utterance runs with speculation off
+and on, in alternating order, in real time.
 """
 from __future__ import annotations
 
@@ -118,6 +126,78 @@ def table(name: str, loop: VoiceLoop) -> float:
     return statistics.median(r["first_pcm"] for r in rows)
 
 
+class TimedModel:
+    """An engine with model time: `prefill_s` before the first token, then 25 codes (the same for every
+    request, so a discarded speculation uses up nothing). Counts the tokens it generates."""
+
+    def __init__(self, prefill_s: float):
+        self.prefill_s = prefill_s
+
+    async def generate(self, messages, options, cancel=None):  # noqa: ANN001
+        from stepvoice.engine.events import SpeechCodes, TextDelta, TurnEnd, Usage
+
+        await asyncio.sleep(self.prefill_s)
+        yield TextDelta("Sure. ", "speech")
+        for i in range(0, 25, 5):
+            if cancel is not None and cancel.is_set():
+                yield TurnEnd("cancelled", Usage(completion_tokens=i + 1))
+                return
+            await asyncio.sleep(0.01)
+            yield SpeechCodes(tuple(range(i, i + 5)))
+        yield TurnEnd("stop", Usage(completion_tokens=26))
+
+
+async def one_utterance(clips: list[np.ndarray], speculate: bool, model_s: float, vad) -> VoiceLoop:  # noqa: ANN001
+    session = Session(TimedModel(model_s), token2wav=ZeroTimeToken2Wav())
+    audio = InProcessAudio([np.zeros(8000, np.float32), *clips], speed=1.0, finite=True, tail_s=1.5)
+    loop = VoiceLoop(session, audio, out=io.StringIO(), vad=vad,
+                     config=VoiceLoopConfig(endpoint=EndpointConfig(silence_ms=500.0), speculate=speculate,
+                                            speculate_pause_ms=200.0))
+    await loop.run(max_turns=1)
+    return loop
+
+
+def trimmed(x: np.ndarray) -> np.ndarray:
+    """Without espeak-ng's leading and trailing silence (so the inserted pause is the pause)."""
+    loud = np.flatnonzero(np.abs(x) > 0.01)
+    return x[loud[0]: loud[-1] + 1] if loud.size else x
+
+
+def speculation_table(utterances: int, model_ms: float) -> None:
+    vad = SileroVAD()
+    pause = np.zeros(int(0.35 * 16000), np.float32)  # longer than the 200 ms speculation pause
+    firsts = {True: [], False: []}
+    stats = {"committed": 0, "discarded": 0, "tokens": 0, "seconds": 0.0}
+    for i in range(utterances):
+        words = SENTENCES[i % len(SENTENCES)].split()
+        if i % 2:  # a mid-sentence pause: the user goes on after it
+            half = len(words) // 2
+            clips = [trimmed(speech(" ".join(words[:half]))), pause, trimmed(speech(" ".join(words[half:])))]
+        else:
+            clips = [speech(" ".join(words))]
+        for speculate in ((False, True) if i % 4 < 2 else (True, False)):  # A B / B A
+            loop = asyncio.run(one_utterance(clips, speculate, model_ms / 1000, vad))
+            t = loop.traces[0]
+            firsts[speculate].append((t.first_pcm - t.speech_end) * 1000)
+            if speculate:
+                sp = loop.speculation
+                stats["committed"] += sp.committed
+                stats["discarded"] += sp.discarded
+                stats["tokens"] += sp.discarded_tokens
+                stats["seconds"] += sp.discarded_s
+    print(f"\nspeculative replies: {utterances} utterances (every other one with a 350 ms mid-sentence pause), "
+          f"engine {model_ms:g} ms to first token, hangover 500 ms, speculation pause 200 ms, real time")
+    print(f"  {'end of speech -> first PCM (ms)':34s} {'median':>8s} {'p90':>8s} {'max':>8s}")
+    for speculate, label in ((False, "speculation off"), (True, "speculation on")):
+        v = sorted(firsts[speculate])
+        print(f"  {label:34s} {statistics.median(v):8.1f} {v[min(len(v) - 1, int(0.9 * len(v)))]:8.1f} {max(v):8.1f}")
+    starts = stats["committed"] + stats["discarded"]
+    print(f"  speculative starts: {starts}, committed {stats['committed']} ({100 * stats['committed'] / max(1, starts):.0f}%), "
+          f"discarded {stats['discarded']}")
+    print(f"  compute spent on discarded starts: {stats['tokens']} tokens, {stats['seconds']:.2f} s of engine time "
+          f"({stats['seconds'] / max(1, stats['discarded']) * 1000:.0f} ms per discard)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--turns", type=int, default=20, help="warm turns measured (one cold turn is added)")
@@ -127,7 +207,13 @@ def main() -> None:
     ap.add_argument("--model", type=Path, help="also run end to end with this checkpoint folder (and its token2wav/)")
     ap.add_argument("--device", default=None, help="device for --model (default: best available)")
     ap.add_argument("--max-new-tokens", type=int, default=64, help="per reply, for --model")
+    ap.add_argument("--speculation", action="store_true", help="print the speculation table (on vs off) only")
+    ap.add_argument("--utterances", type=int, default=20, help="for --speculation")
+    ap.add_argument("--model-ms", type=float, default=300.0, help="for --speculation: engine time to first token")
     args = ap.parse_args()
+    if args.speculation:
+        speculation_table(args.utterances, args.model_ms)
+        return
     print(f"Silero VAD: {vad_frame_cost():.3f} ms per 32 ms frame (one thread)")
     print(f"in-process audio blocks of 32 ms at speed {args.speed:g}: playback start waits for the next block")
     loop = asyncio.run(run_turns(args.turns + 1, args.speed, args.silence_ms, ZeroTimeToken2Wav()))
