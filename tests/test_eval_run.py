@@ -338,6 +338,16 @@ def test_eval_with_the_fake_checkpoint(tmp_path, espeak_wav, fake_checkpoint, ho
     assert s["options"]["max_new_tokens"] == 4 and s["options"]["temperature"] == preset("asr").temperature
     assert s["value"] is not None and s["completion_tokens"] > 0
     assert len((out / "results.jsonl").read_text().splitlines()) == 2
+    # The same set with int8 weights: refused in the float run's folder, compared side by side in its own.
+    q8 = ["eval", "asr", str(data), "--model", str(fake_checkpoint), "--limit", "2", "--max-new-tokens", "4",
+          "--device", "cpu", "--quantize", "int8"]
+    rc, _, err = run_cli([*q8, "--out", str(out)], capsys)
+    assert rc == 1 and "holds another run" in err
+    rc, _, err = run_cli([*q8, "--out", str(tmp_path / "int8")], capsys)
+    assert rc == 0, err
+    assert json.loads((tmp_path / "int8" / "summary.json").read_text())["quantize"] == "int8"
+    rc, stdout, err = run_cli(["eval", "compare", str(out), str(tmp_path / "int8"), "--plot", ""], capsys)
+    assert rc == 0 and "int8 (local, int8)" in stdout and "run (local)" in stdout
 
 
 def test_ctrl_c_then_the_same_command_continues(tmp_path, espeak_wav, home, capsys):

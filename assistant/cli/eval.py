@@ -96,6 +96,26 @@ def warm_up(backend: Any) -> None:
         pass
 
 
+def quantization(backend: Any, cfg: Any, model: str) -> str | None:
+    """The LLM's weight quantization in this run: --quantize on the local engine (load_backend applies it
+    or refuses), else a folder written by `stepvoice model quantize`; None for float weights or unknown
+    (a vLLM server does not say)."""
+    from pathlib import Path
+
+    requested = getattr(cfg, "quantize", "none") or "none"
+    if getattr(backend, "name", "") == "local":
+        if requested != "none":
+            return requested
+        try:
+            from stepvoice.engine.quantize import folder_quantization
+
+            block = folder_quantization(Path(model).expanduser()) if Path(model).expanduser().is_dir() else None
+        except Exception:  # noqa: BLE001 - a label for the summary, never a reason to fail the run
+            block = None
+        return block.get("scheme") if block else None
+    return None
+
+
 def _options_dict(options: Any) -> dict[str, Any] | None:
     import dataclasses
 
@@ -141,7 +161,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
     model = cfg.model or DEFAULT_MODEL
     out = Path(args.out) if args.out else Path("eval") / f"{args.eval_task}-{dataset.key}-{_slug(model)}"
     generation = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
-    run = EvalRun(args.eval_task, dataset, str(data), model, out, args.limit, args.concurrency, generation)
+    engine = {k: v for k, v in (("quantize", getattr(cfg, "quantize", "none")), ("dtype", cfg.dtype)) if v not in (None, "none")}
+    run = EvalRun(args.eval_task, dataset, str(data), model, out, args.limit, args.concurrency, generation, engine)
     already = len(check_resume(run))  # fails fast if OUT holds another run
     backend = RecordingBackend(load_parts(cfg, tools=False).backend)
     warm_up(backend.inner)
@@ -168,10 +189,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
         "device": str(getattr(backend.inner, "device", cfg.device or "")) or None,
         "dtype": str(getattr(backend.inner, "dtype", None) or getattr(getattr(backend.inner, "model", None), "dtype", None)
                      or cfg.dtype or "") or None,
-        # What the engine reports it applied (a quantized folder, or --quantize once the loader takes it);
-        # the request is kept apart so a backend that ignores it cannot pass for a quantized one.
-        "quantize": getattr(backend.inner, "quantize", None) or getattr(backend.inner, "quantization", None),
-        "quantize_requested": getattr(cfg, "quantize", "none") if getattr(cfg, "quantize", "none") != "none" else None,
+        "quantize": quantization(backend.inner, cfg, model),
         "preset": task.preset,
         "options": _options_dict(backend.first_options),
         "concurrency": run.concurrency,

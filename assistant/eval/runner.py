@@ -35,7 +35,7 @@ from stepvoice.tools.registry import ToolRegistry
 RESULTS = "results.jsonl"
 RUN = "run.json"
 SUMMARY = "summary.json"
-RUN_KEYS = ("task", "dataset", "data", "model")  # a resume must match these
+RUN_KEYS = ("task", "dataset", "data", "model", "engine")  # a resume must match these
 
 
 @dataclass
@@ -48,13 +48,15 @@ class EvalRun:
     limit: int | None = None
     concurrency: int = 1
     generation: Mapping[str, Any] = field(default_factory=dict)  # sampling flags beyond the preset
+    engine: Mapping[str, Any] = field(default_factory=dict)  # what changes the answers: quantization, dtype
 
     @property
     def items(self) -> tuple[Item, ...]:
         return self.dataset.items[: self.limit] if self.limit else self.dataset.items
 
     def identity(self) -> dict[str, Any]:
-        return {"task": self.task, "dataset": self.dataset.key, "data": self.data, "model": self.model}
+        return {"task": self.task, "dataset": self.dataset.key, "data": self.data, "model": self.model,
+                "engine": {**self.engine, **self.generation}}
 
 
 def read_results(path: Path) -> dict[str, dict[str, Any]]:
