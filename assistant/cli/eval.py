@@ -163,7 +163,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
     generation = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
     engine = {k: v for k, v in (("quantize", getattr(cfg, "quantize", "none")), ("dtype", cfg.dtype)) if v not in (None, "none")}
     run = EvalRun(args.eval_task, dataset, str(data), model, out, args.limit, args.concurrency, generation, engine)
-    already = len(check_resume(run))  # fails fast if OUT holds another run
+    finished = check_resume(run)  # fails fast (before any model loads) if OUT holds another run
     backend = RecordingBackend(load_parts(cfg, tools=False).backend)
     warm_up(backend.inner)
     if run.concurrency > 1 and getattr(backend, "name", "") != "vllm":
@@ -171,7 +171,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
               file=sys.stderr)
         run.concurrency = 1
     total = len(run.items)
-    done_now = min(already, total)
+    done_now = sum(1 for i in run.items if i.id in finished)
     if done_now:
         print(f"resuming {out}: {done_now} of {total} items already done", file=sys.stderr)
     bar = Progress(total, done_now, label=f"{args.eval_task} {dataset.name}")
