@@ -13,6 +13,15 @@ the official chat settings, bookkeeping), and the extra cost of going through
 On a CUDA machine, `--presets real --dtype bfloat16` uses the real-size architecture with random bf16
 weights and compares decode speed with the memory-bandwidth limit
 (weight bytes / measured device copy bandwidth).
+
+Weight schemes side by side (issue #11), at the real width with a few layers:
+
+    .venv/bin/python bench/engine_decode.py --schemes eager-bf16 compiled-bf16 int8 int4 \
+        [--layers 2] [--context 256] [--tokens 8] [--rounds 5] [--threads 2]
+
+prints ms/token, tok/s, the ratio to the first variant, weight bytes, the
+per-layer time (step minus the head-only step: embedding, final norm and
+lm_head, timed the same way) and the extrapolation to the real 28 layers.
 """
 from __future__ import annotations
 
@@ -210,6 +219,144 @@ def bench_preset(name: str, args: argparse.Namespace, device: torch.device, dtyp
               f"{limit:.1f} tok/s; measured {1000 / fwd:.1f} tok/s ({1000 / fwd / limit:.0%} of the limit)")
 
 
+# ---- weight schemes side by side (`--schemes`) ---------------------------------------------------
+
+SCHEME_VARIANTS = {  # name -> (quantize, compiled decode step)
+    "eager-bf16": ("none", False), "compiled-bf16": ("none", True),
+    "eager-int8": ("int8", False), "int8": ("int8", True), "int4": ("int4", True),
+}
+
+
+def real_width_config(layers: int) -> StepAudio2Config:
+    """The real architecture (width 3584 / 18944, vocab 158720) with `layers` decoder layers."""
+    cfg = preset_config("real")
+    cfg.text_config.num_hidden_layers = layers
+    cfg.audio_encoder_config.n_audio_layer = 1  # the encoder plays no part in decoding
+    return cfg
+
+
+def weight_bytes(model) -> int:
+    """Bytes of the LLM's weights as they sit in memory (quantized components counted as stored)."""
+    from stepvoice.engine.quantize import flatten_state
+
+    llm = torch.nn.ModuleDict({"model": model.model, "lm_head": model.lm_head})
+    tensors, _ = flatten_state(llm)
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+class SchemeRun:
+    """One variant: its model, its decode step (full and head-only) and a cache at the context length."""
+
+    def __init__(self, name: str, base, context: int, device: torch.device):
+        import copy
+
+        from stepvoice.engine.compile import make_decode_step
+        from stepvoice.engine.quantize import quantize_model
+
+        scheme, compiled = SCHEME_VARIANTS[name]
+        self.name, self.context = name, context
+        self.model = copy.deepcopy(base) if scheme != "none" else base
+        quantize_model(self.model, scheme)
+        self.bytes = weight_bytes(self.model)
+        if compiled:
+            self.step = make_decode_step(self.model, compile=True)
+            self.cache = self.step.new_cache(context + 64)
+        else:  # the engine's eager path: transformers' Qwen2 with the preallocated cache
+            self.step, self.cache = None, self.model.new_cache(context + 64)
+        ids = prompt_ids(context, self.model.config.text_config.vocab_size)
+        t = time.perf_counter()
+        prefill(self.model, self.cache, ids)
+        self.token = ids[-1]
+        self.round(1)  # compiles a compiled step
+        self.warmup_s = time.perf_counter() - t
+
+    @torch.inference_mode()
+    def round(self, n: int) -> float:
+        """Seconds per token over `n` decode steps at positions context..context+n-1 (then rewound)."""
+        device = self.model.device
+        sync(device)
+        t = time.perf_counter()
+        for i in range(n):
+            if self.step is not None:
+                self.step(self.cache, self.token, self.context + i)
+            else:
+                decode_one(self.model, self.cache, self.token, self.context + i)
+        sync(device)
+        elapsed = (time.perf_counter() - t) / n
+        self.cache.crop(self.context)
+        return elapsed
+
+    def head_only(self, n: int, rounds: int) -> float:
+        """Seconds per token of the same step with no decoder layers (embedding, final norm, lm_head)."""
+        layers = self.model.model.layers
+        self.model.model.layers = torch.nn.ModuleList()
+        try:
+            from stepvoice.engine.compile import make_decode_step
+
+            if self.step is not None:
+                head = make_decode_step(self.model, compile=True)
+                cache = head.new_cache(self.context + 64)
+                head(cache, self.token, 0)
+                times = []
+                for _ in range(rounds):
+                    sync(self.model.device)
+                    t = time.perf_counter()
+                    for i in range(n):
+                        head(cache, self.token, i)
+                    sync(self.model.device)
+                    times.append((time.perf_counter() - t) / n)
+                return statistics.median(times)
+            cache = self.model.new_cache(64)
+            prefill(self.model, cache, [self.token])
+            times = []
+            for _ in range(rounds):
+                t = time.perf_counter()
+                for i in range(n):
+                    decode_one(self.model, cache, self.token, 1 + i)
+                times.append((time.perf_counter() - t) / n)
+                cache.crop(1)
+            return statistics.median(times)
+        finally:
+            self.model.model.layers = layers
+
+
+def bench_schemes(args: argparse.Namespace, device: torch.device) -> None:
+    """Eager bf16 vs compiled bf16 vs int8 vs int4 decode at the real width, rounds interleaved."""
+    config = real_width_config(args.layers)
+    base = build(config, device, torch.bfloat16)
+    print(f"real width 3584/18944, vocab {config.text_config.vocab_size}, {args.layers} layers, context "
+          f"{args.context}, bf16 activations; {args.tokens} tokens x {args.rounds} interleaved rounds (medians)")
+    runs = []
+    for name in args.schemes:
+        t = time.perf_counter()
+        runs.append(SchemeRun(name, base, args.context, device))
+        print(f"  built {name}: {time.perf_counter() - t:.0f} s (quantize + prefill + compile)", flush=True)
+    times: dict[str, list[float]] = {r.name: [] for r in runs}
+    for _ in range(args.rounds):  # A B C D, A B C D, ...: load changes hit every variant alike
+        for r in runs:
+            times[r.name].append(r.round(args.tokens))
+    heads = {r.name: r.head_only(args.tokens, max(3, args.rounds // 2)) for r in runs}
+    base_ms = statistics.median(times[runs[0].name]) * 1e3
+    print(f"\n{'variant':<14} {'weights GB':>10} {'ms/token':>9} {'tok/s':>7} {'vs ' + runs[0].name:>15} "
+          f"{'ms/layer':>9} {'head ms':>8} {'28-layer tok/s':>15}")
+    for r in runs:
+        ms = statistics.median(times[r.name]) * 1e3
+        head = heads[r.name] * 1e3
+        per_layer = max(ms - head, 0.0) / args.layers
+        full = head + 28 * per_layer
+        print(f"{r.name:<14} {r.bytes / 1e9:>10.2f} {ms:>9.1f} {1e3 / ms:>7.1f} {base_ms / ms:>14.2f}x "
+              f"{per_layer:>9.1f} {head:>8.1f} {1e3 / full:>15.2f}")
+    print("(28-layer extrapolation = head + 28 x per-layer time; weights = LLM layers + embeddings + lm_head)")
+    if device.type == "cuda":  # decode reads every weight once per token: bytes / bandwidth bounds the speed
+        bw = bandwidth_gbs(device) * 1e9
+        for r in runs:
+            ms = statistics.median(times[r.name]) * 1e3
+            read = r.bytes - r.model.model.embed_tokens.weight.numel() * 2  # one embedding row is read, not all
+            bound = bw / read
+            print(f"  {r.name:<14} bound {bound:7.1f} tok/s at {bw / 1e9:.0f} GB/s; measured {1e3 / ms:7.1f} "
+                  f"= {1e3 / ms / bound:4.0%} of the bound")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["small", "lm100m"], help="small, lm100m, real (GPU)")
@@ -218,8 +365,20 @@ def main() -> int:
     ap.add_argument("--full-tokens", type=int, default=3, help="full-recomputation tokens timed per context")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    ap.add_argument("--schemes", nargs="+", choices=list(SCHEME_VARIANTS), default=None,
+                    help="instead of the presets: these weight schemes side by side at the real width")
+    ap.add_argument("--layers", type=int, default=2, help="decoder layers for --schemes (2-4)")
+    ap.add_argument("--context", type=int, default=256, help="tokens already in the cache for --schemes")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds for --schemes")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = parse_device(args.device)
+    if args.schemes:
+        print(f"device {device} ({torch.get_num_threads()} threads)")
+        bench_schemes(args, device)
+        return 0
     dtype = getattr(torch, args.dtype)
     print(f"device {device} ({torch.get_num_threads()} threads), dtype {args.dtype}")
     for name in args.presets:
