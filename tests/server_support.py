@@ -132,3 +132,52 @@ def dumps(obj) -> str:
 
 def env_without_proxies() -> dict:
     return {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+
+
+# ---- the Node contract (tests/node) --------------------------------------------------------
+
+NODE_DIR = Path(__file__).parent / "node"
+TSCONFIG = {"compilerOptions": {"strict": True, "noEmit": True, "target": "es2022", "module": "node16",
+                                "moduleResolution": "node16", "skipLibCheck": True, "types": []},
+            "files": ["events.ts"]}
+
+
+def speech_pcm(wav: Path, out: Path) -> Path:
+    """A speech clip as raw PCM16 24 kHz (what Realtime clients append)."""
+    import soundfile as sf
+    import soxr
+
+    x, sr = sf.read(str(wav), dtype="float32")
+    out.write_bytes((np.clip(soxr.resample(x, sr, 24000), -1, 1) * 32767).astype("<i2").tobytes())
+    return out
+
+
+def node_contract(port: int, speech: Path, out: Path, cert: Path, generic: bool = False) -> list[dict]:
+    """Run tests/node/contract.mjs (the openai npm SDK) against wss://127.0.0.1:PORT; its recorded events."""
+    import shutil
+
+    assert shutil.which("node"), "node is missing: scripts/setup.sh --test installs nodejs"
+    assert (NODE_DIR / "node_modules" / "openai").is_dir(), "run `npm ci` in tests/node (scripts/setup.sh --test does)"
+    env = {**os.environ, "NODE_EXTRA_CA_CERTS": str(cert)}
+    run = subprocess.run(["node", str(NODE_DIR / "contract.mjs"), f"https://127.0.0.1:{port}/v1", str(speech), str(out),
+                          *(["generic"] if generic else [])], cwd=NODE_DIR, env=env, capture_output=True, text=True,
+                         timeout=400)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def tsc_check(events: list[dict], folder: Path) -> None:
+    """`tsc --strict` over the events typed as the npm SDK's RealtimeServerEvent[] (excess or missing
+    properties, wrong literal types fail). Audio payloads are shortened: their type is what counts."""
+    for e in events:
+        if e["type"] == "response.output_audio.delta":
+            e["delta"] = e["delta"][:8]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "events.ts").write_text(
+        'import type { RealtimeServerEvent } from "openai/resources/realtime/realtime";\n'
+        f"export const events: RealtimeServerEvent[] = {json.dumps(events, indent=1)};\n")
+    (folder / "tsconfig.json").write_text(json.dumps(TSCONFIG))
+    (folder / "node_modules").symlink_to(NODE_DIR / "node_modules")
+    tsc = subprocess.run(["node", str(NODE_DIR / "node_modules" / "typescript" / "bin" / "tsc"), "-p", str(folder)],
+                         capture_output=True, text=True, timeout=300)
+    assert tsc.returncode == 0, tsc.stdout[-4000:] + tsc.stderr[-2000:]

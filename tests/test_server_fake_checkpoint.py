@@ -7,6 +7,8 @@ type-checks against the SDK, no `error` event, every response completes (or stop
 limit), and the flows of the scripted suite (greeting without input, out-of-band response, history
 seeding, text turn, audio with the default server VAD and no session.update, input transcription,
 truncate, delete/retrieve, cancel, barge-in with no audio after speech_started) work end to end.
+The openai npm SDK's contract (tests/node/contract.mjs, `generic` mode: no content checks) runs
+against the same server, and its events pass `tsc --strict`.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import soxr
 from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter
 
-from server_support import of, pcm16_b64, self_signed
+from server_support import node_contract, of, pcm16_b64, self_signed, speech_pcm, tsc_check
 
 EVENT = TypeAdapter(RealtimeServerEvent)
 FINISHED = ("completed", "incomplete")  # incomplete: stopped at max_output_tokens
@@ -143,3 +145,13 @@ def test_fake_checkpoint_flows_over_wss(served, espeak_wav, monkeypatch):
             assert not of(seen, "error")
 
     asyncio.run(go())
+
+
+def test_fake_checkpoint_node_sdk_and_strict_types(served, espeak_wav, tmp_path):
+    port, cert = served
+    speech = speech_pcm(espeak_wav("Please tell me a long story about the sea."), tmp_path / "speech.pcm")
+    events = node_contract(port, speech, tmp_path / "events.json", cert, generic=True)
+    assert not [e for e in events if e["type"] == "error"]
+    statuses = [e["response"]["status"] for e in events if e["type"] == "response.done"]
+    assert statuses and "failed" not in statuses
+    tsc_check(events, tmp_path / "tsc")

@@ -1,13 +1,19 @@
 // The openai npm SDK's realtime client (OpenAIRealtimeWS) against `stepvoice serve` over wss://.
-// Usage: node contract.mjs BASE_URL SPEECH.pcm OUT.json   (trust the server's certificate with
+// Usage: node contract.mjs BASE_URL SPEECH.pcm OUT.json [generic]   (trust the server's certificate with
 // NODE_EXTRA_CA_CERTS=cert.pem). Runs the flows an app relies on, asserts what it sees, and writes
 // every server event to OUT.json for the strict TypeScript check (tsc over the recorded events).
+// `generic`: the model's words are not known (a random-weight checkpoint): content checks are skipped,
+// every response must finish (completed, or incomplete at its token limit) without an error.
 import { readFileSync, writeFileSync } from "node:fs";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { OpenAIRealtimeWS } from "openai/realtime/ws";
 
-const [baseURL, speechPath, outPath] = process.argv.slice(2);
+const [baseURL, speechPath, outPath, mode] = process.argv.slice(2);
+const generic = mode === "generic";
+const scripted = !generic;
+const finished = (events) => assert.ok(["completed", "incomplete"].includes(events.at(-1).response.status),
+                                       JSON.stringify(events.at(-1).response.status_details));
 const client = new OpenAI({ apiKey: "sk-local", baseURL });
 const rt = await OpenAIRealtimeWS.create(client, { model: "step-audio-2-mini" });
 
@@ -22,7 +28,7 @@ rt.socket.on("message", (raw) => {
 });
 rt.on("error", () => {}); // error events are checked by until() below
 
-async function until(type, { errorsOk = false, timeoutMs = 30000 } = {}) {
+async function until(type, { errorsOk = false, timeoutMs = generic ? 120000 : 30000 } = {}) {
   const seen = [];
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -48,22 +54,30 @@ const created = (await until("session.created")).at(-1);
 assert.equal(created.session.audio.input.turn_detection.type, "server_vad");
 
 // greeting: response.create with no input at all
+if (generic) {  // short replies on CPU
+  rt.send({ type: "session.update", session: { type: "realtime", max_output_tokens: 24 } });
+  await until("session.updated");
+}
 rt.send({ type: "response.create" });
 let ev = await until("response.done");
-assert.equal(ev.at(-1).response.status, "completed");
-assert.equal(text(ev, "response.output_audio_transcript.delta"), "Hello, how can I help?");
-assert.equal(pcmBytes(ev), 30 * 960 * 2);
-const greetingId = of(ev, "response.output_item.done").at(-1).item.id;
+finished(ev);
+if (scripted) {
+  assert.equal(text(ev, "response.output_audio_transcript.delta"), "Hello, how can I help?");
+  assert.equal(pcmBytes(ev), 30 * 960 * 2);
+}
+const greeting = of(ev, "response.output_item.done").at(-1)?.item;
+const greetingId = greeting?.id;
 
 // out-of-band response: conversation "none", its own input, metadata
 rt.send({ type: "response.create", response: {
   conversation: "none", output_modalities: ["text"], metadata: { purpose: "summary" },
-  input: [{ type: "item_reference", id: greetingId },
+  input: [...(greetingId ? [{ type: "item_reference", id: greetingId }] : []),
           { type: "message", role: "user", content: [{ type: "input_text", text: "summary?" }] }] } });
 ev = await until("response.done");
+finished(ev);
 assert.equal(ev.at(-1).response.metadata.purpose, "summary");
 assert.equal(of(ev, "conversation.item.added").length, 0);
-assert.equal(text(ev), "Summary: nothing yet");
+if (scripted) assert.equal(text(ev), "Summary: nothing yet");
 
 // session.update with an OpenAI voice name and a client tool; text replies for now
 rt.send({ type: "session.update", session: { type: "realtime", output_modalities: ["text"],
@@ -81,7 +95,8 @@ for (const [role, kind, t] of [["system", "input_text", "The user is Ada."], ["a
 }
 rt.send({ type: "response.create" });
 ev = await until("response.done");
-assert.equal(text(ev), "Nice to meet you");
+finished(ev);
+if (scripted) assert.equal(text(ev), "Nice to meet you");
 
 // a naive client: answer every function_call, while a server tool (mcp_call) also runs
 rt.send({ type: "conversation.item.create", item: { type: "message", role: "user",
@@ -91,7 +106,7 @@ let rounds = 0;
 for (;;) {
   ev = await until("response.done");
   const done = ev.at(-1).response;
-  assert.equal(done.status, "completed");
+  finished(ev);
   const calls = done.output.filter((o) => o.type === "function_call");
   if (!calls.length) break;
   rounds += 1;
@@ -100,21 +115,27 @@ for (;;) {
   }
   rt.send({ type: "response.create" });
 }
-assert.equal(rounds, 1);
-assert.equal(text(ev), "You are in Paris and it is sunny");
-assert.ok(all.some((e) => e.type === "response.mcp_call.completed"));
+if (scripted) {
+  assert.equal(rounds, 1);
+  assert.equal(text(ev), "You are in Paris and it is sunny");
+  assert.ok(all.some((e) => e.type === "response.mcp_call.completed"));
+}
 
-// truncate a spoken reply after 400 ms
+// truncate a spoken reply after 400 ms (the random model: at 0 ms, if it spoke at all)
 rt.send({ type: "response.create", response: { output_modalities: ["audio"] } });
 ev = await until("response.done");
-const spoken = of(ev, "response.output_item.done").at(-1).item.id;
-rt.send({ type: "conversation.item.truncate", item_id: spoken, content_index: 0, audio_end_ms: 400 });
-ev = await until("conversation.item.truncated");
-assert.equal(ev.at(-1).audio_end_ms, 400);
+finished(ev);
+const spoken = of(ev, "response.output_item.done").at(-1)?.item;
+if (spoken && spoken.type === "message" && spoken.content.length) {
+  const ms = scripted ? 400 : 0;
+  rt.send({ type: "conversation.item.truncate", item_id: spoken.id, content_index: 0, audio_end_ms: ms });
+  ev = await until("conversation.item.truncated");
+  assert.equal(ev.at(-1).audio_end_ms, ms);
+}
 
 // cancel
-rt.send({ type: "response.create" });
-await until("response.output_text.delta");
+rt.send({ type: "response.create", response: { max_output_tokens: 2000 } });
+await until(scripted ? "response.output_text.delta" : "response.created");
 rt.send({ type: "response.cancel" });
 ev = await until("response.done");
 assert.equal(ev.at(-1).response.status, "cancelled");
@@ -133,13 +154,18 @@ await until("session.updated");
 await stream(Buffer.concat([silence.subarray(0, 24000), speech, silence]));
 ev = await until("response.done");
 assert.ok(of(ev, "input_audio_buffer.speech_started").length === 1);
-assert.equal(ev.at(-1).response.status, "completed");
+finished(ev);
 
 // input transcription on; barge-in over a long spoken reply: no audio after speech_started
 rt.send({ type: "session.update", session: { type: "realtime", audio: { input: { transcription: { model: "whisper-1" } } } } });
 await until("session.updated");
-await stream(Buffer.concat([speech, silence]));
-await until("response.output_audio.delta");
+if (scripted) {
+  await stream(Buffer.concat([speech, silence]));
+  await until("response.output_audio.delta");
+} else {  // a long reply the speech will interrupt
+  rt.send({ type: "response.create", response: { max_output_tokens: 2000 } });
+  await until("response.created");
+}
 await stream(Buffer.concat([speech, silence]));
 ev = await until("response.done");
 const started = ev.findIndex((e) => e.type === "input_audio_buffer.speech_started");
@@ -147,11 +173,12 @@ assert.ok(started >= 0);
 assert.equal(of(ev.slice(started), "response.output_audio.delta").length, 0);
 assert.equal(ev.at(-1).response.status, "cancelled");
 ev = await until("response.done");
-assert.equal(ev.at(-1).response.status, "completed");
-while (of(all, "conversation.item.input_audio_transcription.completed").length < 2) {
-  await until("conversation.item.input_audio_transcription.completed");
+finished(ev);
+const wanted = scripted ? 2 : 1;
+while (of(all, "conversation.item.input_audio_transcription.completed").length < wanted) {
+  await until("conversation.item.input_audio_transcription.completed", { timeoutMs: 120000 });
 }
-assert.equal(of(all, "conversation.item.input_audio_transcription.completed")[0].transcript, "tell me a story");
+if (scripted) assert.equal(of(all, "conversation.item.input_audio_transcription.completed")[0].transcript, "tell me a story");
 
 rt.close();
 writeFileSync(outPath, JSON.stringify(all));
