@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -16,26 +15,33 @@ def run(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, **(env or {})})
 
 
-def test_parameter_counts_are_the_official_architecture():
+def test_the_packaged_official_config_is_the_fixture_and_plans_per_precision():
+    import stepvoice
     from stepvoice.assistant.cli import doctor
-    from stepvoice.engine.checkpoint import params
-    from stepvoice.engine.config import StepAudio2Config
 
-    rows = params(StepAudio2Config.from_file(FIXTURE))
-    assert doctor.MODEL_PARAMS == sum(math.prod(s) for _, s in rows)
-    assert doctor.LLM_LINEAR_PARAMS == sum(math.prod(s) for n, s in rows if n.startswith("model.layers.") and len(s) == 2)
-    need = doctor.needs()
-    assert need["bfloat16"]["weights"] == 2 * doctor.MODEL_PARAMS  # the 16.6 GB of the download
+    packaged = Path(stepvoice.__file__).parent / "step_audio_2_mini_config.json"
+    assert json.loads(packaged.read_text()) == json.loads(FIXTURE.read_text())
+    need = doctor.needs(["cpu"])
+    assert need["bfloat16"]["weights"] == 2 * doctor.official_config_params()  # the 16.6 GB of the download
+    assert need["float32"]["weights"] == 4 * doctor.official_config_params()
     assert need["float32"]["total"] > need["bfloat16"]["total"] > need["int8"]["total"] > need["int4"]["total"]
+    # the same totals as `stepvoice model plan` gives for each scheme
+    from stepvoice.engine.plan import make_plan
+    import torch
+
+    plan = make_plan(doctor.official_config(), torch.device("cpu"), torch.bfloat16, "int8")
+    assert need["int8"]["total"] == plan.total_bytes and need["int8"]["weights"] == plan.weights_bytes
 
 
-def test_doctor_reports_devices_needs_parts_and_files(home, tmp_path):
+def test_doctor_reports_devices_needs_parts_and_files(home, tmp_path, monkeypatch, capsys):
+    from stepvoice.assistant.cli import main
+
     (home / "voices").mkdir(parents=True)
     (home / "voices" / "v.bin").write_bytes(b"x" * 5000)
-    out = run("doctor", "--json", env={"HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(Path(__file__).parent
-              / "fixtures" / "hide_modules"), "HIDE_MODULES": "resemblyzer"})
-    assert out.returncode == 0, out.stderr
-    r = json.loads(out.stdout)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setitem(sys.modules, "resemblyzer", None)  # as if not installed
+    assert main(["doctor", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
     assert r["devices"][0]["name"] == "cpu" and r["devices"][0]["total"] > 0
     assert set(r["model_needs"]) == {"float32", "bfloat16", "int8", "int4"}
     parts = {p["part"].split(" (")[0]: p for p in r["optional"]}
@@ -43,8 +49,9 @@ def test_doctor_reports_devices_needs_parts_and_files(home, tmp_path):
     assert parts["default voice clip"]["present"] is True
     files = {f["what"]: f for f in r["files"]}
     assert files["voices"]["bytes"] == 5000 and files["models"]["bytes"] is None
-    text = run("doctor", env={"HF_HOME": str(tmp_path / "hf")})
-    assert text.returncode == 0 and "bfloat16" in text.stdout and "16.6 GB" in text.stdout
+    assert main(["doctor"]) == 0
+    text = capsys.readouterr().out
+    assert "bfloat16     16.6 GB" in text and "speaker encoder" in text and "missing: pip install --no-deps resemblyzer" in text
 
 
 def test_model_list_and_rm_on_the_hub_cache(tmp_path):

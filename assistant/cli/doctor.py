@@ -1,11 +1,13 @@
 """`stepvoice doctor`: what this machine has, what the model needs, what is missing, where files live.
 
-Reads only: no model is loaded and nothing is downloaded, so it answers in a second or two.
+Reads only: no model is loaded and nothing is downloaded (the memory plan builds the architecture on
+the meta device: a few seconds).
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import platform
 import shutil
@@ -14,12 +16,8 @@ from pathlib import Path
 from typing import Any
 
 GB = 1e9
-# Step-Audio 2 mini's parameters: engine.checkpoint.params() of the official config.json
-# (tests/fixtures/step_audio_2_mini_config.json; tests/test_doctor.py keeps these equal).
-MODEL_PARAMS = 8_315_179_264
-LLM_LINEAR_PARAMS = 6_525_288_448  # the Qwen2 blocks' linear weights (quantizable); the rest stays 16-bit
-TOKEN2WAV_BYTES = int((155.8e6 + 20.8e6) * 4)  # flow + HiFT, fp32
-WORKING_BYTES = int(1.5 * GB)  # 4k tokens of KV cache, prefill activations, framework reserve (rounded up)
+# The official config.json of Step-Audio 2 mini, shipped with the package so the plan needs no download
+# (a copy of tests/fixtures/step_audio_2_mini_config.json; tests/test_doctor.py keeps them equal).
 DEBS = {"libportaudio2": "sound devices", "libsndfile1": "audio files", "espeak-ng": "test speech",
         "sox": "test audio"}
 
@@ -31,12 +29,34 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=doctor)
 
 
-def needs() -> dict[str, dict[str, int]]:
-    """Bytes per precision: the weights, and the total with token2wav and working memory."""
-    other = MODEL_PARAMS - LLM_LINEAR_PARAMS
-    weights = {"float32": MODEL_PARAMS * 4, "bfloat16": MODEL_PARAMS * 2,
-               "int8": LLM_LINEAR_PARAMS + other * 2, "int4": LLM_LINEAR_PARAMS // 2 + other * 2}
-    return {k: {"weights": w, "total": w + TOKEN2WAV_BYTES + WORKING_BYTES} for k, w in weights.items()}
+def official_config() -> Any:
+    import stepvoice
+    from stepvoice.engine.config import StepAudio2Config
+
+    return StepAudio2Config.from_file(Path(stepvoice.__file__).parent / "step_audio_2_mini_config.json")
+
+
+def needs(device_names: list[str]) -> dict[str, dict[str, Any]]:
+    """Per precision (engine.plan, as `stepvoice model plan`): weights and total bytes on the CPU, and the
+    devices whose free memory holds it now. One plan per float dtype and device: its `suggestions` give
+    the totals of every quantization scheme."""
+    import torch
+
+    from stepvoice.engine.plan import make_plan
+
+    config = official_config()
+    out: dict[str, dict[str, Any]] = {}
+    for dtype in ("float32", "bfloat16"):
+        plans = {name: make_plan(config, torch.device(name), getattr(torch, dtype)) for name in device_names}
+        cpu = plans["cpu"]
+        fixed = cpu.total_bytes - cpu.weights_bytes  # token2wav, KV cache, working memory
+        for scheme in ("none", "int8", "int4") if dtype == "bfloat16" else ("none",):
+            total = cpu.suggestions[scheme]
+            fits = [name for name, p in plans.items() if p.free_bytes is not None and p.suggestions[scheme] <= p.free_bytes]
+            gpu = {name: p.suggestions[scheme] for name, p in plans.items() if name != "cpu"}
+            out[dtype if scheme == "none" else scheme] = {"weights": total - fixed, "total": total, "fits": fits,
+                                                          "total_on": gpu}
+    return out
 
 
 def devices() -> list[dict[str, Any]]:
@@ -169,13 +189,24 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
     except ImportError:
         torch_version = None
     devs = devices()
-    need = needs()
-    for precision, n in need.items():
-        n["fits"] = [d["name"] for d in devs if d.get("free") is not None and n["total"] <= d["free"]]
-    return {"stepvoice": __version__, "python": platform.python_version(), "torch": torch_version,
+    need = needs([d["name"] for d in devs if d["name"] != "mps"])
+    params = official_config_params()
+    try:  # how token2wav would run here (engine.token2wav.precision; no weights read)
+        from stepvoice.engine.token2wav.precision import token2wav_precision
+
+        t2w = token2wav_precision(device=devs[1]["name"] if len(devs) > 1 else "cpu", requested="auto")
+    except Exception as e:  # noqa: BLE001  (an answer, not a failure of doctor)
+        t2w = {"error": str(e)}
+    return {"stepvoice": __version__, "token2wav": t2w, "python": platform.python_version(), "torch": torch_version,
             "platform": f"{platform.system()} {platform.machine()}", "devices": devs, "model_needs": need,
-            "model_params": MODEL_PARAMS, "audio": audio_devices(), "optional": optional_parts(),
+            "model_params": params, "audio": audio_devices(), "optional": optional_parts(),
             "files": places(args)}
+
+
+def official_config_params() -> int:
+    from stepvoice.engine.checkpoint import params
+
+    return sum(math.prod(shape) for _, shape in params(official_config()))
 
 
 def doctor(args: argparse.Namespace) -> int:
@@ -193,11 +224,14 @@ def doctor(args: argparse.Namespace) -> int:
     if len(r["devices"]) == 1:
         w("  no GPU: the model runs on the CPU, far slower than real time; "
           "use a GPU or --model vllm+http://HOST:PORT for real use\n")
-    w(f"\nStep-Audio 2 mini needs ({r['model_params'] / 1e9:.2f} B parameters; total = weights + token2wav "
-      f"{_fmt(TOKEN2WAV_BYTES)} + working {_fmt(WORKING_BYTES)})\n")
+    w(f"\nStep-Audio 2 mini needs ({r['model_params'] / 1e9:.2f} B parameters; total = weights + token2wav + "
+      f"4k tokens of KV cache + working memory; `stepvoice model plan` shows the parts)\n")
     w(f"  {'precision':<10} {'weights':>9} {'total':>9}  fits now on\n")
     for precision, n in r["model_needs"].items():
         w(f"  {precision:<10} {_fmt(n['weights']):>9} {_fmt(n['total']):>9}  {', '.join(n['fits']) or '-'}\n")
+    t = r["token2wav"]
+    if "error" not in t:
+        w(f"  token2wav on {t.get('device')}: flow {t.get('flow')}, vocoder {t.get('vocoder')} ({t.get('reason')})\n")
     w("\naudio devices\n")
     a = r["audio"]
     for kind in ("input", "output"):
