@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -14,8 +15,14 @@ ALLOWED_SKIP_MARKS = ("live", "gpu")
 _bad_skips: list = []
 
 
+def _skip_reason(report) -> str:
+    return report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+
+
 def pytest_runtest_logreport(report):
-    if report.skipped and not any(m in report.keywords for m in ALLOWED_SKIP_MARKS):
+    # GPU-only: marked `gpu`, or a skip whose reason names CUDA/GPU (a CUDA check without the mark)
+    gpu_only = re.search(r"\b(cuda|gpu)\b", _skip_reason(report), re.I) if report.skipped else None
+    if report.skipped and not gpu_only and not any(m in report.keywords for m in ALLOWED_SKIP_MARKS):
         _bad_skips.append(report)
 
 
@@ -23,8 +30,7 @@ def pytest_terminal_summary(terminalreporter):
     if _bad_skips and os.environ.get("STEPVOICE_NO_SKIPS") == "1":
         terminalreporter.section("skips that fail this run (STEPVOICE_NO_SKIPS=1)", red=True)
         for r in _bad_skips:
-            reason = r.longrepr[2] if isinstance(r.longrepr, tuple) else str(r.longrepr)
-            terminalreporter.write_line(f"{r.nodeid}: {reason}")
+            terminalreporter.write_line(f"{r.nodeid}: {_skip_reason(r)}")
 
 
 def pytest_sessionfinish(session, exitstatus):
