@@ -155,3 +155,53 @@ def test_fake_checkpoint_node_sdk_and_strict_types(served, espeak_wav, tmp_path)
     statuses = [e["response"]["status"] for e in events if e["type"] == "response.done"]
     assert statuses and "failed" not in statuses
     tsc_check(events, tmp_path / "tsc")
+
+
+def test_fake_checkpoint_agents_sdk_defaults(served, espeak_wav, monkeypatch):
+    """The agents SDK with its defaults (voice ash, semantic VAD, transcription on) configures a tool agent
+    with a handoff, sends text and then speech; every response finishes, no error, no validation failure."""
+    from agents import function_tool
+    from agents.realtime import RealtimeAgent, RealtimeRunner
+
+    port, cert = served
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    helper = RealtimeAgent(name="Helper", instructions="Help.")
+    agent = RealtimeAgent(name="Front", instructions="Be brief.", tools=[get_weather], handoffs=[helper])
+    x, sr = sf.read(str(espeak_wav("Please tell me a long story about the sea.")), dtype="float32")
+    pcm = (np.clip(np.concatenate([soxr.resample(x, sr, 24000), np.zeros(24000)]), -1, 1) * 32767).astype("<i2").tobytes()
+    errors, statuses = [], []
+
+    async def go():
+        runner = RealtimeRunner(agent, config={"model_settings": {"max_output_tokens": 24}})
+        session = await runner.run(model_config={"url": f"wss://127.0.0.1:{port}/v1/realtime", "api_key": "sk-local"})
+        async with session:
+            await session.send_message("Hello!")
+
+            async def read():
+                sent_audio = False
+                async for event in session:
+                    if event.type == "error":
+                        errors.append(event.error)
+                    if event.type == "raw_model_event":
+                        if event.data.type in ("error", "exception"):
+                            errors.append(event.data)
+                        if event.data.type == "raw_server_event" and event.data.data.get("type") == "response.done":
+                            statuses.append(event.data.data["response"]["status"])
+                            if not sent_audio:
+                                sent_audio = True
+                                for i in range(0, len(pcm), 4800):
+                                    await session.send_audio(pcm[i:i + 4800])
+                            elif len(statuses) >= 2:
+                                return
+
+            await asyncio.wait_for(read(), 180)
+
+    asyncio.run(go())
+    assert not errors, errors
+    assert len(statuses) >= 2 and all(s in FINISHED for s in statuses), statuses
