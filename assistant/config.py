@@ -89,17 +89,26 @@ class ContextConfig(Section):
     transcribe_audio: bool = True  # ASR pass for user audio that has no transcript when compacting
 
 
-def _env_lists(cls: type) -> Any:
-    """Before-validator for a dataclass section: list fields given as one string (env, flags) are split."""
+def _env_lists(cls: type, section: str) -> Any:
+    """Before-validator for a dataclass section: list fields given as one string (env, flags) are split
+    (or read as JSON), table fields given as a string are read as JSON."""
     def split(value: Any) -> Any:
         if not isinstance(value, Mapping):
             return value
         hints = typing.get_type_hints(cls)
         out = dict(value)
         for key, item in value.items():
-            if isinstance(item, str) and typing.get_origin(hints.get(key)) is list:
-                text = item.strip()
-                out[key] = json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
+            origin = typing.get_origin(hints.get(key))
+            if not isinstance(item, str) or origin not in (list, dict):
+                continue
+            text = item.strip()
+            if text.startswith(("[", "{")):
+                try:
+                    out[key] = json.loads(text)
+                except ValueError:
+                    raise ConfigError(f"{section}.{key}: malformed JSON: {text[:60]}") from None
+            elif origin is list:
+                out[key] = [v.strip() for v in text.split(",") if v.strip()]
         return out
     return BeforeValidator(split)
 
@@ -129,7 +138,7 @@ class AssistantConfig(Section):
     speculate: bool = True  # voice loop / server VAD: start the reply silently at a short pause (#12)
     speculate_pause_ms: int = Field(200, ge=20)  # that short pause; the endpoint (hangover) still commits (#12)
     generation: GenerationOptions = Field(default_factory=GenerationOptions)
-    tools: Annotated[ToolsConfig, _env_lists(ToolsConfig)] = Field(default_factory=ToolsConfig)
+    tools: Annotated[ToolsConfig, _env_lists(ToolsConfig, "tools")] = Field(default_factory=ToolsConfig)
     tool_loop: ToolLoopConfig = Field(default_factory=ToolLoopConfig)
     rag: RagConfig = Field(default_factory=RagConfig)
     context: ContextConfig = Field(default_factory=ContextConfig)

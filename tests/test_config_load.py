@@ -122,3 +122,26 @@ def test_config_show_cli(tmp_path):
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 1 and out.stderr.startswith("error: ") and out.stderr.count("\n") == 1
     assert "Traceback" not in out.stderr
+
+
+def test_env_lists_tables_and_engine_keys():
+    env = {"STEPVOICE_TOOLS__TOOLS_MODULES": '["a.py", "b.py"]', "STEPVOICE_TOOLS__POLICY": '{"search": "deny"}',
+           "STEPVOICE_COMPILE": "off", "STEPVOICE_T2W_STEPS": "5", "STEPVOICE_STYLE": "whisper",
+           "STEPVOICE_PREFIX_CACHE": "false", "STEPVOICE_ALLOW_ORIGINS": '["https://a.example"]'}
+    cfg = load_config(env=env)
+    assert cfg.tools.tools_modules == ["a.py", "b.py"] and cfg.tools.policy == {"search": "deny"}
+    assert cfg.compile == "off" and cfg.t2w_steps == 5 and cfg.style == "whisper" and cfg.prefix_cache is False
+    assert cfg.allow_origins == ["https://a.example"]
+    for bad, words in [({"STEPVOICE_TOOLS__POLICY": "{oops"}, "tools.policy: malformed JSON"),
+                       ({"STEPVOICE_T2W_STEPS": "0"}, "t2w_steps"), ({"STEPVOICE_QUANTIZE": "int3"}, "quantize")]:
+        with pytest.raises(ConfigError, match=words) as e:
+            load_config(env=bad)
+        assert "\n" not in str(e.value)
+
+
+def test_a_section_is_checked_on_assignment_and_copies_keep_the_rest():
+    cfg = AssistantConfig()
+    with pytest.raises(ValueError):
+        cfg.rag.k = 0
+    other = cfg.model_copy(update={"voice": "deep"})
+    assert other.voice == "deep" and other.rag == cfg.rag and cfg.voice is None
