@@ -61,6 +61,18 @@ class Speculation:
             await self._queue.put(_DONE)
 
     @property
+    def history_before(self) -> list:
+        """The session's history when the speculation started."""
+        return self._history
+
+    @property
+    def user_message(self) -> Any:
+        """The user turn the speculation added to history (None if it never got there)."""
+        history = self.session.history
+        at = len(self._history)
+        return history[at] if len(history) > at and history[at].role in ("human", "input") else None
+
+    @property
     def ready(self) -> int:
         """Events already generated and waiting for the commit."""
         return self._queue.qsize()

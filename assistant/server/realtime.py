@@ -104,6 +104,8 @@ class RealtimeConnection:
         self._vad = None
         self._resampler = None
         self._speech_item: str | None = None
+        self._speculation: tuple[Any, Any] | None = None  # (SpeechPause, Speculation) of the speech in progress
+        self._discards: set[asyncio.Task] = set()
         self.transcriber = InputTranscriber(self)
 
     # ---- plumbing ----------------------------------------------------------------------
@@ -228,12 +230,14 @@ class RealtimeConnection:
         self._audio.clear()
         self._audio_samples = 0
 
-    async def _commit(self, samples16k: np.ndarray, item_id: str | None = None) -> None:
+    async def _commit(self, samples16k: np.ndarray, item_id: str | None = None, message: Message | None = None) -> None:
         item_id = item_id or new_id("item")
-        message = Message("human", [Audio(samples16k.astype(np.float32))])
+        speculated = message is not None  # a committed speculation already put its user turn in history
+        message = message or Message("human", [Audio(samples16k.astype(np.float32))])
         item = user_item(item_id, None, has_audio=True)
         entry, prev = self.conversation.add(item, [message])
-        self._later(lambda: self._append_history(message))
+        if not speculated:
+            self._later(lambda: self._append_history(message))
         await self.send(server_event("input_audio_buffer.committed", item_id=item_id, previous_item_id=prev))
         await self.send(server_event("conversation.item.added", item=item, previous_item_id=prev))
         await self.send(server_event("conversation.item.done", item=item, previous_item_id=prev))
@@ -249,6 +253,7 @@ class RealtimeConnection:
 
             # Loading the VAD model and running it are off the loop (other connections keep flowing).
             self._vad = await asyncio.to_thread(self.vad_factory, self.settings.turn_detection)
+            self._speculation_pause()
             self._resampler = soxr.ResampleStream(PCM_RATE, MODEL_RATE, 1, dtype="float32")
         td = self.settings.turn_detection
         found = await asyncio.to_thread(self._vad.push, self._resampler.resample_chunk(samples24k))
@@ -262,15 +267,20 @@ class RealtimeConnection:
                                              audio_start_ms=int(ev.t * 1000), item_id=self._speech_item))
                 if td.interrupt_response and self.responding:
                     await self._cancel_response("turn_detected")
+            elif kind == "SpeechPause":
+                self._speculate(ev, td)
+            elif kind == "SpeechResumed":
+                self._drop_speculation()
             elif kind == "SpeechEnd":
                 item_id = self._speech_item or new_id("item")
                 self._speech_item = None
                 await self.send(server_event("input_audio_buffer.speech_stopped",
                                              audio_end_ms=int(ev.end_t * 1000), item_id=item_id))
                 self._clear_audio()
-                await self._commit(ev.samples, item_id)
+                spec = await self._speculation_for(ev, td)
+                await self._commit(ev.samples, item_id, spec.user_message if spec is not None else None)
                 if td.create_response and not self.responding:
-                    await self._start_response(ResponseRequest())
+                    await self._start_response(ResponseRequest(), spec)
             elif kind == "SpeechDropped":
                 self._speech_item = None
 
@@ -425,15 +435,66 @@ class RealtimeConnection:
         except asyncio.TimeoutError:
             self._response.cancel()
 
-    async def _start_response(self, request: ResponseRequest) -> None:
+    async def _start_response(self, request: ResponseRequest, speculation: Any = None) -> None:
+        await self._settle_discards()
         self._apply_deferred()
         session = self._session()
         if request.out_of_band:
             history = request.history(self) if request.input is not None else list(session.history)
             session = self.factory.fork(session, self.settings, history)
-        run = self.run = ResponseRun(self, request, session)
+        run = self.run = ResponseRun(self, request, session, speculation)
         self._response = asyncio.create_task(self._respond(run))
         await asyncio.sleep(0)  # let response.created go out before the next client event is handled
+
+    # ---- speculative replies (#12, assistant.speculation) ------------------------------------
+
+    def _speculation_pause(self) -> None:
+        """Let the endpointer report short pauses when the config speculates."""
+        cfg = getattr(self.factory, "config", None)
+        ep = getattr(self._vad, "config", None)
+        pause = getattr(cfg, "speculate_pause_ms", 200)
+        if getattr(cfg, "speculate", False) and ep is not None and ep.pause_ms is None and 32 <= pause < ep.silence_ms:
+            import dataclasses
+
+            self._vad.config = dataclasses.replace(ep, pause_ms=pause)
+
+    def _speculate(self, pause: Any, td: Any) -> None:
+        """A short pause: start the reply silently if the next response would start from this speech."""
+        if (not td.create_response or self.responding or self._speculation is not None or self._discards
+                or self._deferred or self._stale):
+            return
+        session = self._session()
+        if not hasattr(session, "speculate"):
+            return
+        reply = "speech" if "audio" in self.settings.output_modalities else "text"
+        spec = session.speculate(pause.samples.astype(np.float32), reply=reply)
+        self._speculation = (pause, spec)
+
+    def _drop_speculation(self) -> None:
+        if self._speculation is None:
+            return
+        _, spec = self._speculation
+        self._speculation = None
+        task = asyncio.create_task(spec.discard())
+        self._discards.add(task)
+        task.add_done_callback(self._discards.discard)
+
+    async def _speculation_for(self, end: Any, td: Any) -> Any:
+        """The speculation to commit for this end of speech (it heard exactly this utterance), else None."""
+        if self._speculation is None:
+            return None
+        pause, spec = self._speculation
+        self._speculation = None
+        if pause.end_t == end.end_t and not end.forced and td.create_response and not self.responding \
+                and self.session is spec.session and not self._deferred and not self._stale \
+                and spec.user_message is not None:
+            return spec
+        await spec.discard()
+        return None
+
+    async def _settle_discards(self) -> None:
+        while self._discards:
+            await asyncio.gather(*list(self._discards), return_exceptions=True)
 
     async def _respond(self, run: ResponseRun) -> None:
         try:

@@ -104,10 +104,12 @@ class ResponseRequest:
 class ResponseRun:
     """One response: session events in, Realtime events out."""
 
-    def __init__(self, conn: "RealtimeConnection", request: ResponseRequest, session: "SessionLike"):
+    def __init__(self, conn: "RealtimeConnection", request: ResponseRequest, session: "SessionLike",
+                 speculation: Any = None):
         self.conn = conn
         self.request = request
         self.session = session
+        self.speculation = speculation  # a committed speculative reply (#12): its events, not a new respond
         self.id = new_id("resp")
         self.modalities = request.modalities or list(conn.settings.output_modalities)
         self.client_tools = set(conn.settings.client_tool_names)
@@ -151,6 +153,8 @@ class ResponseRun:
         send = self.conn.send
         await send(server_event("response.created", response=self._resp("in_progress")))
         before = {id(m) for m in self.session.history}
+        if self.speculation is not None:  # its reply may already be in history: only what came before counts
+            before = {id(m) for m in self.speculation.history_before} | {id(self.speculation.user_message)}
         failure: str | None = None
         factory = self.conn.factory
         overrides = getattr(factory, "overrides", None)
@@ -158,7 +162,9 @@ class ResponseRun:
                           max_output_tokens=self.request.max_output_tokens) if overrides else nullcontext()
         try:
             with scope:
-                async for ev in self.session.respond(None, reply="speech" if self.audio else "text", cancel=self.cancel):
+                events = (self.speculation.commit(self.cancel) if self.speculation is not None else
+                          self.session.respond(None, reply="speech" if self.audio else "text", cancel=self.cancel))
+                async for ev in events:
                     await self._event(ev)
         except asyncio.CancelledError:
             self.end = TurnEnd("cancelled")
