@@ -52,10 +52,6 @@ class VoiceMap:
             return DEFAULT if DEFAULT in available else available[0]
         return None
 
-    def rows(self, available: Sequence[str]) -> list[tuple[str, str]]:
-        """(OpenAI name, bank voice) with the voices this server has: for the README and `serve --help`."""
-        return [(name, self.resolve(name, available) or DEFAULT) for name in self.table]
-
 
 def parse_voice_map(items: Iterable[str]) -> dict[str, str]:
     """`NAME=VOICE` flags -> a mapping; a malformed one raises ValueError naming it."""
