@@ -10,8 +10,9 @@ with_tests=0
 step() { echo "==> $*"; }
 
 debs="libsndfile1 libportaudio2 espeak-ng sox"
-# nodejs/npm: the openai npm SDK contract test (tests/node); openssl: its self-signed certificate
-[ "$with_tests" = 1 ] && debs="$debs chromium alsa-utils nodejs npm openssl"
+# nodejs/npm: the openai npm SDK contract test (tests/node); openssl: its self-signed certificate;
+# g++: torch.compile (inductor) builds its CPU kernels with it (tests/test_token2wav_fast_paths.py)
+[ "$with_tests" = 1 ] && debs="$debs chromium alsa-utils nodejs npm openssl g++"
 missing=""
 if command -v dpkg >/dev/null; then
     for p in $debs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
