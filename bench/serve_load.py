@@ -150,9 +150,10 @@ def run(sessions: int = 20, seconds: float = 300, pause: float = 2.0, codes: int
             from stepvoice.engine.token2wav.fake import write_fake_token2wav
 
             t2w = write_fake_token2wav(tmp / "token2wav", "tiny")
-        # every connection parses its own copy of the script when it connects: keep it small
-        replies = int(seconds / max(pause, 0.05)) + 20 if turns is None else turns + 20
-        write_script(tmp / "script.yaml", replies=replies, codes=codes)
+        # every connection parses its own copy of the script when it connects (on the server's loop):
+        # keep it small; soak turns need extra replies for compaction's ASR passes over older audio
+        replies = int(seconds / max(pause, 0.05)) + 20 if turns is None else 3 * turns + 20
+        write_script(tmp / "script.yaml", replies=replies, codes=codes if speech else 1)
         proc, port = start_server(tmp / "script.yaml", t2w, tmp / "home")
         try:
             start_rss = rss_mb(proc.pid)
