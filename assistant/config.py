@@ -38,6 +38,7 @@ from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from stepvoice.engine.errors import ConfigError
 from stepvoice.engine.options import GenerationOptions
@@ -159,6 +160,15 @@ class _Environment(EnvSettingsSource):
         return {k.lower(): v for k, v in env.items()
                 if k.upper().startswith(ENV_PREFIX) and k.upper() not in ENV_NOT_SETTINGS}
 
+    def decode_complex_value(self, field_name: str, field: Any, value: Any) -> Any:
+        """`a,b` is a list too (JSON otherwise), as for the sections' lists."""
+        if isinstance(value, str) and typing.get_origin(field.annotation) is list and not value.lstrip().startswith("["):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            raise ConfigError(f"{field_name}: malformed JSON: {str(value)[:60]}") from None
+
 
 class _TomlData(PydanticBaseSettingsSource):
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
@@ -211,7 +221,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, A
         settings = _Settings(**flags)
     except ValidationError as e:
         raise ConfigError(f"{where}: {_first_error(e)}") from None
-    except ConfigError as e:  # a dataclass section's own check (tools)
+    except (ConfigError, SettingsError) as e:  # a dataclass section's own check (tools), an unreadable variable
         raise ConfigError(f"{where}: {e}") from None
     except TypeError as e:  # a required field missing (e.g. an MCP server without a command)
         raise ConfigError(f"{where}: {e}") from None

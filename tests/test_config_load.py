@@ -132,8 +132,10 @@ def test_env_lists_tables_and_engine_keys():
     assert cfg.tools.tools_modules == ["a.py", "b.py"] and cfg.tools.policy == {"search": "deny"}
     assert cfg.compile == "off" and cfg.t2w_steps == 5 and cfg.style == "whisper" and cfg.prefix_cache is False
     assert cfg.allow_origins == ["https://a.example"]
+    assert load_config(env={"STEPVOICE_ALLOW_ORIGINS": "https://a, https://b"}).allow_origins == ["https://a", "https://b"]
     for bad, words in [({"STEPVOICE_TOOLS__POLICY": "{oops"}, "tools.policy: malformed JSON"),
-                       ({"STEPVOICE_T2W_STEPS": "0"}, "t2w_steps"), ({"STEPVOICE_QUANTIZE": "int3"}, "quantize")]:
+                       ({"STEPVOICE_T2W_STEPS": "0"}, "t2w_steps"),
+                       ({"STEPVOICE_ALLOW_ORIGINS": "[oops"}, "allow_origins: malformed JSON"), ({"STEPVOICE_QUANTIZE": "int3"}, "quantize")]:
         with pytest.raises(ConfigError, match=words) as e:
             load_config(env=bad)
         assert "\n" not in str(e.value)
