@@ -53,5 +53,13 @@ def test_readme_snippets_run_as_written(tmp_path):
                              capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr[-2000:]
         assert run.stdout == "Hello from stepvoice.\n[completed]\n"
+
+        # the page too is served over https with the same certificate
+        import ssl
+        import urllib.request
+
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/", timeout=20,
+                                    context=ssl.create_default_context(cafile=str(cert))) as page:
+            assert page.status == 200 and b"<html" in page.read().lower()
     finally:
         server.close()
