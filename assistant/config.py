@@ -120,10 +120,6 @@ class AssistantConfig(Section):
     dtype: str | None = None
     compile: Literal["auto", "on", "off"] = "auto"  # compiled decode step (#11): auto = on CUDA
     quantize: Literal["none", "int8", "int4"] = "none"  # weight-only quantization of the LLM (#11)
-    prefix_cache: bool = True  # reuse the KV cache of the previous turn's prompt prefix (engine.prefix_cache)
-    style: str | None = None  # how the assistant speaks: an assistant.style preset name or free text
-    speculate: bool = True  # voice chat: start the reply silently at a short pause (assistant.speculation)
-    speculate_pause_ms: int = Field(200, ge=0)  # the pause that starts a speculative reply
     t2w_dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # token2wav flow precision (engine.token2wav.precision)
     t2w_steps: int = Field(10, ge=1)  # token2wav Euler steps (fewer: faster, further from the reference)
     data_dir: str | None = None
