@@ -205,3 +205,16 @@ def test_a_discarded_speculation_rolls_the_cache_back_and_leaves_no_trace(local)
     assert rolled >= first.usage.prompt_tokens - 8  # the conversation up to (at most) the reply opener stays
     end = asyncio.run(_drain(session, "And tomorrow?"))
     assert end.usage.cached_tokens == rolled  # the real turn starts exactly where the speculation's changes began
+
+
+def test_the_server_keeps_the_cache_across_session_update(local):
+    from stepvoice.assistant.server.sessions import AssistantSessions
+    from stepvoice.assistant.server.settings import SessionSettings
+
+    factory = AssistantSessions(lambda: local, model_name="stepvoice-test")
+    first = factory.build(SessionSettings())
+    asyncio.run(_drain(first, "Hello."))
+    rebuilt = factory.build(SessionSettings(instructions="Be brief."), first)
+    assert rebuilt.prefix is first.prefix and rebuilt.history == first.history
+    end = asyncio.run(_drain(rebuilt, "Again."))
+    assert 0 < end.usage.cached_tokens < first.last_options.max_new_tokens + len(first.prefix.ids)

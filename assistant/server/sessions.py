@@ -52,6 +52,8 @@ class AssistantSessions:
         if previous is not None:
             session.history = list(previous.history)
             _pending(session).update(_pending(previous))  # a call made before the update is still answerable
+            if getattr(session, "prefix", None) is not None and getattr(previous, "prefix", None) is not None:
+                session.prefix = previous.prefix  # same backend: the kept KV cache survives session.update (#12)
         if session.speech_out is not None:
             session.speech_out.warm_in_background()  # the voice's stream start, before the first response
         return session
