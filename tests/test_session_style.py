@@ -129,3 +129,19 @@ def test_realtime_session_update_instructions_reach_the_prompt_with_the_style():
     finally:
         server.close()
     assert system_of(backends[-1]) == "You are a pirate.\n" + style_line("excited", "en")
+
+
+@pytest.mark.parametrize("command", ["ask", "chat", "run", "serve"])
+def test_flags_become_config_overrides(command, tmp_path):
+    from stepvoice.assistant.cli import build_parser
+    from stepvoice.assistant.cli.config import common_overrides
+    from stepvoice.assistant.config import load_config
+
+    extra = {"ask": ["--text", "hi"], "chat": [], "run": [str(tmp_path / "TASKS.yaml")], "serve": []}[command]
+    args = build_parser().parse_args([command, *extra, "--style", "whisper", "--no-prefix-cache", "--no-speculate"])
+    over = common_overrides(args)
+    assert (over["style"], over["prefix_cache"], over["speculate"]) == ("whisper", False, False)
+    cfg = load_config(None, {**over, "data_dir": str(tmp_path)}, env={})
+    assert (cfg.style, cfg.prefix_cache, cfg.speculate) == ("whisper", False, False)
+    plain = common_overrides(build_parser().parse_args([command, *extra]))
+    assert (plain["style"], plain["prefix_cache"], plain["speculate"]) == (None, None, None)
