@@ -105,7 +105,6 @@ def test_chat_text_with_piped_stdin_holds_three_turns(tmp_path):
     history = json.loads(saved.read_text())
     text = json.dumps(history, ensure_ascii=False)
     assert text.count("hello") == 1 and "what time is it?" in text and "and before?" in text
-    assert "cheerful" in text  # the style went with the third question
 
 
 def test_chat_text_fake_checkpoint_three_turns_and_reset(fake_checkpoint, tmp_path):
@@ -221,3 +220,25 @@ def test_text_chat_speaks_each_reply_as_it_streams(fake_token2wav, home):
     lines = iter(["/voice deep", None])
     asyncio.run(TextChat(session, lambda: next(lines), out=quiet).run())
     assert "start the chat with --speak" in quiet.getvalue()
+
+
+def test_text_chat_style_and_reset_reach_the_next_request(home):
+    import asyncio
+    import io
+
+    from stepvoice.assistant.cli.text_chat import TextChat
+    from stepvoice.assistant.session import Session
+    from stepvoice.assistant.style import style_line
+    from stepvoice.engine.backends.scripted import ScriptedBackend
+
+    backend = ScriptedBackend.from_data({"replies": ["One.", "Two.", "Three."]})
+    session = Session(backend)
+    lines = iter(["first", "/style whisper", "second", "/reset", "/style", "third", None])
+    out = io.StringIO()
+    asyncio.run(TextChat(session, lambda: next(lines), out=out).run())
+    systems = [msgs[0].content[0].text for msgs, _ in backend.requests]
+    line = style_line("whisper", session.config.language)
+    assert line not in systems[0] and line in systems[1] and line not in systems[2]
+    humans = [[m for m in msgs if m.role == "human"] for msgs, _ in backend.requests]
+    assert [len(h) for h in humans] == [1, 2, 1]  # /reset started the third request afresh
+    assert "[style: whisper]" in out.getvalue() and "[conversation cleared]" in out.getvalue()

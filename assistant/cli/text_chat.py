@@ -29,7 +29,6 @@ class TextChat:
         self.speaker = speaker  # an object with play(pcm, sample_rate) and drain(), or None
         self.echo_input = echo_input  # piped input is not shown by a terminal: print it as `you: ...`
         self.turns = 0
-        self.style: str | None = None
 
     async def run(self) -> None:
         while True:
@@ -67,9 +66,9 @@ class TextChat:
                     self._say(f"[voice: {rest}]")
                 except StepvoiceError as e:
                     self._say(f"error: {e}")
-        elif name == "/style":
-            self.style = rest or None
-            self._say(f"[style: {self.style}]" if self.style else "[style cleared]")
+        elif name == "/style":  # a preset (slow, whisper, excited ...) or free text: the system prompt's style line
+            self.session.style = rest or None
+            self._say(f"[style: {rest}]" if rest else "[style cleared]")
         elif name == "/help":
             self._say(HELP)
         else:
@@ -81,9 +80,8 @@ class TextChat:
 
         printer = ReplyPrinter(self.out, self.out, prefix="assistant: ")
         reply = "speech" if self.speaker is not None else "text"
-        question = f"{text}\n({self.style})" if self.style else text  # the style rides with each question
         try:
-            async for event in self.session.respond(Message("human", [Text(question)]), reply=reply):
+            async for event in self.session.respond(Message("human", [Text(text)]), reply=reply):
                 printer(event)
                 if isinstance(event, AudioChunk) and self.speaker is not None:
                     self.speaker.play(event.pcm, event.sample_rate)
