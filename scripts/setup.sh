@@ -54,7 +54,7 @@ fi
 # keeps torchaudio (unneeded, and unloadable beside CPU torch) out.
 has s3tokenizer || { step "installing s3tokenizer (--no-deps: the default voice clip)..."; pip install --no-deps "s3tokenizer>=0.2"; }
 # resemblyzer: only its shipped speaker-encoder weights are read (retrieval's
-# default speaker embedder); --no-deps keeps librosa/webrtcvad out.
+# default speaker embedder); --no-deps keeps librosa out.
 has resemblyzer || { step "installing resemblyzer (--no-deps: the speaker encoder's weights)..."; pip install --no-deps "resemblyzer>=0.1.3"; }
 if [ "$with_tests" = 1 ] && command -v npm >/dev/null; then
     # The openai npm SDK, ws and typescript for tests/test_server_node_sdk.py (versions locked in package-lock.json).
