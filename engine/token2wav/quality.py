@@ -2,9 +2,11 @@
 fp32, 10-step reference on the same codes and voice.
 
 The tolerances below come from the measured table in the README (bench/token2wav.py
---quality, real-size random weights, 6 s prompt, 4 s of speech): bf16 at 10 steps
-measured there well inside them, and they are loose enough for the smaller fakes the tests
-use. They are about agreement with fp32, not absolute audio quality.
+--quality, real-size random weights, 6 s prompt, 4 s of speech, fp32 10 steps as the
+reference): a setting may move the output no further than dropping from 10 to 4 Euler
+steps does in fp32 (mel mean |diff| 0.051, max 0.27, SNR 49.8 dB there). bf16 at 10 steps
+measured 0.018 / 0.11 / 58.5 dB, well inside; torch.compile in fp32 only reorders float
+sums (~1e-6). They are about agreement with fp32, not absolute audio quality.
 """
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ import numpy as np
 
 # bf16 (flow) vs fp32 at the same step count: what the tests hold bf16 and compiled runs to.
 MEL_MEAN_TOL = 0.05  # mean |diff| of the log-mel (random-weight mels have std ~1.2)
-MEL_MAX_TOL = 1.0  # the largest single-bin difference
-MIN_SNR_DB = 20.0  # waveform SNR against the fp32 waveform
+MEL_MAX_TOL = 0.3  # the largest single-bin difference
+MIN_SNR_DB = 40.0  # waveform SNR against the fp32 waveform (10 dB below the 4-step figure: margin)
 
 
 @dataclass(frozen=True)
