@@ -56,7 +56,13 @@ def scripted_sessions(replies, *, tools=None, token2wav=None, asr_replies=(), vo
     def asr_backend(backend):
         return asr.setdefault(id(backend), ScriptedBackend.from_data({"replies": list(asr_replies)}))
 
-    factory = AssistantSessions(new_backend, tools=tools, token2wav=token2wav, voice_bank=voice_bank,
+    from stepvoice.assistant.config import AssistantConfig
+
+    # The scripted engine plays its replies in order: a speculative reply at a pause in the user's speech
+    # (on by default; tests/test_server_speculation.py covers it) would take one and, discarded when the
+    # user goes on speaking, shift every later reply. The fake-checkpoint suite runs with it on.
+    config = AssistantConfig(speculate=False)
+    factory = AssistantSessions(new_backend, config=config, tools=tools, token2wav=token2wav, voice_bank=voice_bank,
                                 model_name="stepvoice-test", asr_backend=asr_backend)
     factory.backends = backends
     return factory

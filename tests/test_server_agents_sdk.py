@@ -89,7 +89,10 @@ async def drive(run: Run, agent, act, until, timeout: float = 60) -> None:
                 if until(run):
                     return
 
-        await asyncio.wait_for(read(), timeout)
+        try:
+            await asyncio.wait_for(read(), timeout)
+        except asyncio.TimeoutError:  # say what was seen
+            raise AssertionError(f"timed out; server events: {[e.get('type') for e in run.raw][-60:]}") from None
 
 
 def served(replies, token2wav, cert, **kw):
