@@ -124,7 +124,16 @@ def build_factory(args: argparse.Namespace):
     spec = config.model
     if spec and spec.startswith("scripted:"):
         load_backend(spec)  # fail now on a bad script, not at the first client
-        new_backend = lambda: load_backend(spec)  # noqa: E731  (each connection plays its own copy of the script)
+
+        def new_backend():  # each connection plays its own copy of the script
+            import collections
+
+            backend = load_backend(spec)
+            # the scripted engine records every prompt (for tests); a server keeps only the last few,
+            # or a long session would hold every prompt (and its audio) it ever built
+            backend.requests = collections.deque(maxlen=4)
+            return backend
+
         model_name = "scripted"
     else:
         from stepvoice.assistant.assembly import warm_up
