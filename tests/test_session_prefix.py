@@ -218,3 +218,42 @@ def test_the_server_keeps_the_cache_across_session_update(local):
     assert rebuilt.prefix is first.prefix and rebuilt.history == first.history
     end = asyncio.run(_drain(rebuilt, "Again."))
     assert 0 < end.usage.cached_tokens < first.last_options.max_new_tokens + len(first.prefix.ids)
+
+
+def test_realtime_response_done_reports_cached_tokens(local):
+    import json
+
+    from websockets.asyncio.client import connect
+
+    from server_support import LoopbackServer
+    from stepvoice.assistant.server.sessions import AssistantSessions
+
+    server = LoopbackServer(AssistantSessions(lambda: local, model_name="stepvoice-test"))
+
+    async def go():
+        async with connect(server.ws_base + "/realtime") as ws:
+            async def until(kind):
+                while True:
+                    ev = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                    assert ev["type"] != "error", ev
+                    if ev["type"] == kind:
+                        return ev
+            await until("session.created")
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "type": "realtime", "output_modalities": ["text"], "max_output_tokens": 4}}))
+            await until("session.updated")
+            usages = []
+            for text in ("Hello there.", "And again?"):
+                await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+                    "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}}))
+                await ws.send(json.dumps({"type": "response.create"}))
+                usages.append((await until("response.done"))["response"]["usage"])
+            return usages
+
+    try:
+        first, second = asyncio.run(go())
+    finally:
+        server.close()
+    assert first["input_token_details"]["cached_tokens"] == 0
+    # all of the first prompt is reused (but its reply opener, if the reply left nothing in history)
+    assert first["input_tokens"] - 8 <= second["input_token_details"]["cached_tokens"] < second["input_tokens"]
