@@ -11,8 +11,9 @@ Until `commit`, nothing leaves the speculation: its events are held in a
 queue (nothing is played or shown), tool calls wait at the commit gate (no
 tool runs), and `discard` puts back exactly what the session had before:
 history (the speculative user turn, its reply and any compaction), pending
-client calls, the synthesis stream, and the prefix cache, cropped to the ids
-it held before that the speculation did not change.
+client calls, the synthesis stream, the prefix cache (cropped to the ids it
+held before that the speculation did not change), and a stateful engine's
+position (`backend.checkpoint()`, the scripted engine: its replies play again).
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ class Speculation:
         self._history = list(session.history)
         self._pending = dict(session.pending_client_calls)
         self._cache_ids = list(session.prefix.ids) if session.prefix is not None else None
+        checkpoint = getattr(session.backend, "checkpoint", None)  # a stateful engine (scripted) can undo
+        self._restore_backend = checkpoint() if callable(checkpoint) else None
         self._task = asyncio.create_task(self._run(reply, style), name="speculation")
 
     async def _run(self, reply: str | None, style: str | None) -> None:
@@ -115,6 +118,8 @@ class Speculation:
             s.speech_out.abort()
         if s.prefix is not None and self._cache_ids is not None:
             s.prefix.crop(_common(s.prefix.ids, self._cache_ids))
+        if self._restore_backend is not None:
+            self._restore_backend()
 
 
 async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:

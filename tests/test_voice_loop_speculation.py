@@ -112,3 +112,16 @@ def test_a_finished_utterance_plays_its_first_pcm_earlier_with_speculation():
         gains.setdefault(speculate, []).append(trace.first_pcm - trace.endpoint)
     # model time 350 ms; speculation started it 300 ms before the endpoint (pause 200 of a 500 ms hangover)
     assert max(gains[True]) < min(gains[False]) - 0.15, gains
+
+
+def test_a_discarded_speculation_does_not_use_up_a_scripted_reply():
+    from voice_loop_support import make_session
+
+    session, backend = make_session([{"text": "First reply.", "speech_codes": list(range(25))},
+                                     {"text": "Second reply."}])
+    first, second = espeak("What is the weather"), espeak("in Paris tomorrow morning")
+    loop, audio, text, seen = run_loop(session, [silence(0.5), first, silence(0.35), second], speculate=True)
+    assert loop.speculation.discarded >= 1 and loop.traces[0].speculation == "committed"
+    assert "First reply." in text and "Second reply." not in text
+    assert len(backend.requests) == 1 and backend.position == 1  # the discarded start left no trace
+    assert len(session.history[0].content[0].samples) > len(first) + len(second)

@@ -21,7 +21,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence
 
 import yaml
 
@@ -104,6 +104,17 @@ class ScriptedBackend:
         if not isinstance(data, dict) or not isinstance(data.get("replies"), list):
             raise ConfigError(f"{where}: expected a mapping with a 'replies' list")
         return cls([ScriptedReply.from_dict(r, f"{where}: replies[{i}]") for i, r in enumerate(data["replies"])])
+
+    def checkpoint(self) -> Callable[[], None]:
+        """An undo for a discarded speculative reply (assistant.speculation): the replies it took are
+        played again and its requests are forgotten, as if it never ran."""
+        position, n = self.position, len(self.requests)
+
+        def restore() -> None:
+            self.position = position
+            del self.requests[n:]
+
+        return restore
 
     async def generate(
         self,
