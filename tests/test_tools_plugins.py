@@ -177,7 +177,7 @@ def test_tools_module_by_name_with_register(tmp_path, monkeypatch):
 
 def test_name_collision_is_refused_with_both_sources(tmp_path, cli):
     f = tmp_path / "clash.py"
-    f.write_text('from tools import tool\n\n@tool\ndef search(query: str) -> str:\n    """Mine."""\n    return "mine"\n')
+    f.write_text('from stepvoice.tools import tool\n\n@tool\ndef search(query: str) -> str:\n    """Mine."""\n    return "mine"\n')
     with pytest.raises(ToolRegistryError) as e:
         load_registry(tools_modules=[str(f)])
     assert str(e.value) == (f"tool name 'search' from tools module {f} is already taken by built-ins; rename one "
