@@ -23,6 +23,7 @@ and to the fp32 output.
 
     .venv/bin/python bench/token2wav.py [--dir /tmp/t2w_real] [--size real] [--threads N]
     .venv/bin/python bench/token2wav.py --quality [--steps 10,8,6,5,4] [--dtypes fp32,bf16,fp16]
+    .venv/bin/python bench/token2wav.py --quality --device cuda   # GPU: fp16/bf16 vs fp32 on the GPU
 
 RTF = seconds of compute / seconds of audio (< 1 is faster than real time).
 
@@ -68,6 +69,8 @@ def main() -> int:
     parser.add_argument("--quality", action="store_true", help="print the quality/speed table and exit")
     parser.add_argument("--steps", default="10,8,6,5,4", help="--quality: step counts")
     parser.add_argument("--dtypes", default="fp32,bf16,fp16", help="--quality: flow precisions")
+    parser.add_argument("--device", default="cpu",
+                        help="--quality: torch device (the GPU check: --device cuda --quality --dtypes fp32,bf16,fp16)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -92,6 +95,8 @@ def main() -> int:
     codes = [int(c) for c in np.random.default_rng(0).integers(0, 6561, args.codes)]
     audio_s = args.codes / 25
     if args.quality:
+        if args.device != "cpu":
+            ours = Token2Wav.from_dir(folder, device=args.device, dtype="fp32", seed=0)
         return quality_table(folder, ours, clip, voice, codes, args)
     flow, hift = ref.load_reference(folder, ours.flow.decoder.rand_noise)
     variants = {}
@@ -241,7 +246,7 @@ def quality_table(folder: Path, ours, clip: np.ndarray, voice, codes: list[int],
     print(f"\n{'flow':<6}{'steps':>6}{'mel mean|d|':>13}{'mel max|d|':>12}{'SNR dB':>9}"
           f"{'sim prompt':>12}{'sim fp32':>10}{'flow RTF':>10}")
     for name in [d for d in args.dtypes.split(",") if d]:
-        t2w = ours if name == "fp32" else Token2Wav.from_dir(folder, dtype=name, seed=0)
+        t2w = ours if name == "fp32" else Token2Wav.from_dir(folder, device=args.device, dtype=name, seed=0)
         for steps in [int(x) for x in args.steps.split(",") if x]:
             t2w.n_timesteps = steps
             mel, t = timed(t2w.mel, codes, voice)
