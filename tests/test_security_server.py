@@ -383,3 +383,28 @@ def test_kept_user_audio_is_bounded_per_session():
     assert [id(m) for m in history] == same  # in place: the conversation's items still point at them
     assert history[0].content[0] == Text("[earlier audio, 30 s, not kept]")  # turn 0: no transcript known
     assert history[2].content[0] == Text("turn 1") and history[6].content[0] == Text("turn 3")
+
+
+def test_a_frame_over_the_message_size_limit_closes_with_1009_and_others_go_on():
+    server = serve()
+
+    async def go():
+        async with connect(server.ws_base + "/realtime") as other:
+            await until(other, "session.created")
+            ws = await connect(server.ws_base + "/realtime", max_size=None, compression=None)
+            await until(ws, "session.created")
+            try:
+                await ws.send(json.dumps({"type": "session.update", "session": {"instructions": "x" * 8_000_000}}))
+                while True:
+                    await ws.recv()
+            except ConnectionClosed:
+                pass
+            code = ws.close_code
+            await other.send(update(output_modalities=["text"]))
+            await until(other, "session.updated")
+            return code
+
+    try:
+        assert asyncio.run(go()) == 1009
+    finally:
+        server.close()
