@@ -335,6 +335,8 @@ class VoiceLoop:
             speculation="discarded" if discarded else "off",
         )
         self.traces.append(trace)
+        self._end_line()
+        print(f"you: [speech, {trace.user_s:.1f} s]", file=self.out, flush=True)  # the turn, as it is taken
         reply = _Reply(trace)
         playback = self.audio.playback
         playback.mark()

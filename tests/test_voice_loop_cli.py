@@ -48,6 +48,7 @@ def test_chat_from_a_file_speaks_traces_and_saves_the_conversation(chat_env):
                   "--trace", "--silence-ms", "400", "--no-tools")
     assert r.returncode == 0, r.stderr
     assert "assistant: It is sunny." in r.stdout
+    assert r.stdout.index("you: [speech, ") < r.stdout.index("assistant: It is sunny.")  # each turn as it happens
     assert "[trace] turn 1: hangover 416 ms -> first token" in r.stdout  # 400 ms rounded up to 13 frames
     # the speaker got the spoken reply: 25 codes = 1 s of 24 kHz audio from the fake token2wav
     out, sr = sf.read(root / "out.wav")
