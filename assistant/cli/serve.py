@@ -101,6 +101,11 @@ def serve_command(args: argparse.Namespace) -> int:
             if factory.tools is not None:
                 await factory.tools.aclose()
 
+    from stepvoice.assistant.loop_ready import prepare_loop
+
+    # Off the loop before it serves: the voice/VAD C extensions' first import and a full GC of the
+    # start-up heap both hold the GIL for 0.1-0.4 s (assistant/loop_ready.py).
+    prepare_loop(speech=factory.token2wav is not None, vad=True)
     try:
         asyncio.run(main())
     except OSError as e:
