@@ -28,7 +28,7 @@ from typing import Any, Awaitable, Callable, Protocol
 import numpy as np
 
 from stepvoice.engine.errors import StepvoiceError
-from stepvoice.engine.messages import Audio, Message, Text
+from stepvoice.engine.messages import Audio, Message
 from stepvoice.assistant.server.conversation import Conversation
 from stepvoice.assistant.server.items import ItemError, message_from_item, wire_message
 from stepvoice.assistant.server.protocol import (
