@@ -263,3 +263,20 @@ def test_mcp_content_is_cut_while_it_is_joined():
     text = render_content(blocks, 4000)
     assert 4000 < len(text) < 4100 and text.endswith("[more content not shown]")
     assert render_content(blocks[:1]) == "x" * 1_000_000  # without a limit: everything
+
+
+def test_serve_refuses_to_start_naming_an_mcp_server_that_cannot_start(tmp_path):
+    import os
+    import subprocess
+
+    script = tmp_path / "script.yaml"
+    script.write_text("replies:\n  - text: hi\n")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[[tools.mcp_servers]]\nname = "ghost"\ncommand = "{tmp_path / "no-such-binary"}"\n')
+    env = {**os.environ, "STEPVOICE_HOME": str(tmp_path / "home"), "STEPVOICE_TEXT_EMBEDDER": "hash",
+           "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-m", "stepvoice", "serve", "--port", "0", "--model", f"scripted:{script}",
+                        "--config", str(cfg)], capture_output=True, text=True, env=env, timeout=180)
+    assert r.returncode != 0
+    assert "ghost" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "stepvoice serving" not in r.stdout  # it never listened
