@@ -13,9 +13,9 @@ so weights quantized by `engine.quantize` (torchao tensor subclasses) are
 used as they are and fused by the compiler. Prefill stays eager (prompt
 lengths vary; one eager pass per turn is cheap next to hundreds of steps).
 
-`compile`: "auto" compiles on CUDA only (on the CPU the first compile of a
-real-size model takes longer than answering one question saves); "on"
-compiles everywhere. On CUDA the mode is "reduce-overhead" (CUDA graphs).
+`compile`: "auto" compiles on CUDA, and for int8 weights (whose uncompiled
+matmul is slow); otherwise not on the CPU, where the first compile takes
+longer than answering one question saves. "on" compiles everywhere. On CUDA the mode is "reduce-overhead" (CUDA graphs).
 """
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 COMPILE_CHOICES = ("auto", "on", "off")
 
 
-def should_compile(setting: str | bool | None, device: torch.device) -> bool:
-    """auto: on for CUDA, off elsewhere; on/off (or True/False) as given."""
+def should_compile(setting: str | bool | None, device: torch.device, quantize: str | None = "none") -> bool:
+    """auto: on for CUDA, and for int8 weights anywhere (torchao's int8 matmul is ~10x slower than bf16
+    uncompiled on the CPU, faster compiled: bench/engine_decode.py); on/off (or True/False) as given."""
     if isinstance(setting, bool):
         return setting
     value = (setting or "auto").lower()
@@ -39,7 +40,7 @@ def should_compile(setting: str | bool | None, device: torch.device) -> bool:
         from stepvoice.engine.errors import ConfigError
 
         raise ConfigError(f"compile must be auto, on or off, not {setting!r}")
-    return value == "on" or (value == "auto" and device.type == "cuda")
+    return value == "on" or (value == "auto" and (device.type == "cuda" or quantize == "int8"))
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

@@ -77,6 +77,8 @@ def test_eager_step_equals_the_compiled_one_and_the_cache_crops(model, compiled)
 def test_settings():
     assert should_compile("auto", torch.device("cpu")) is False
     assert should_compile("auto", torch.device("cuda")) is True
+    assert should_compile("auto", torch.device("cpu"), "int8") is True  # int8 is slow uncompiled
+    assert should_compile("auto", torch.device("cpu"), "int4") is False
     assert should_compile("on", torch.device("cpu")) is True and should_compile("off", torch.device("cuda")) is False
     assert capacity_bucket(10) == 1024 and capacity_bucket(1025) == 2048
     with pytest.raises(Exception, match="compile must be auto, on or off"):

@@ -59,7 +59,7 @@ class LocalBackend:
         tokenizer = load_tokenizer(path)
         model = load_model(path, device, dtype, quantize=quantize)
         backend = cls(model, tokenizer, source=path)
-        if should_compile(compile, model.device):
+        if should_compile(compile, model.device, model.quantization):
             backend.step = make_decode_step(model, compile=True)
         backend.sampling_defaults = read_generation_config(path)
         return backend
