@@ -48,26 +48,26 @@ _DECODER_NOISE = ("Note:", "Warning:", "[src/libmpg123", "[src/libout123")
 def _decoder_stderr_captured() -> Iterator[None]:
     """The C decoders write straight to fd 2, past Python: point fd 2 at a temp file
     while they run and pass on afterwards only what was not theirs."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # no real stderr (embedded, pytest capture): nothing to hide
-        yield
-        return
-    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
-        sys.stderr.flush()
-        saved = os.dup(fd)
-        os.dup2(sink.fileno(), fd)
+    with _STDERR_LOCK:  # one redirection at a time: each must restore the real fd 2
         try:
+            saved = os.dup(2)  # the C libraries' stderr, whatever Python's sys.stderr is now
+        except OSError:  # fd 2 is closed: nothing can reach a terminal anyway
             yield
-        finally:
+            return
+        with tempfile.TemporaryFile() as sink:
             sys.stderr.flush()
-            os.dup2(saved, fd)
-            os.close(saved)
-            sink.seek(0)
-            kept = [ln for ln in sink.read().decode(errors="replace").splitlines(keepends=True)
-                    if not ln.lstrip().startswith(_DECODER_NOISE)]
-            if kept:
-                sys.stderr.write("".join(kept))
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                kept = [ln for ln in sink.read().decode(errors="replace").splitlines(keepends=True)
+                        if not ln.lstrip().startswith(_DECODER_NOISE)]
+                if kept:
+                    sys.stderr.write("".join(kept))
 
 
 def _read(src: str | Path | bytes) -> tuple[np.ndarray, int]:
