@@ -135,8 +135,8 @@ class Generation:
 
     def resume(self, cache: Any, cached: int) -> None:
         """Use `cache`, which already holds the keys/values of `ids[:cached]`, and run
-        `ids[cached:-1]` now (only the audio pieces among them go through the encoder);
-        the last prompt id stays pending so the first `next_token()` is an ordinary step.
+        `ids[cached:]` now in one prefill (only the audio pieces among them go through the
+        encoder); the first `next_token()` then samples from its logits.
         Call before the first `next_token()`, from the thread that runs the model."""
         if self.position or self.generated or not self.use_cache or not 0 < cached < len(self.ids):
             raise ValueError("resume: only before the first step, with 0 < cached < len(ids)")
@@ -144,15 +144,16 @@ class Generation:
         if ensure is not None:
             ensure(len(self.ids) + self.options.max_new_tokens)
         self.cache = cache
-        body = self.ids[cached:-1]
-        if body:
-            pieces = [(m, s - cached) for m, s in zip(self.mels, self.audio_starts) if s >= cached]
-            prefill(self.model, cache, body, [m for m, _ in pieces], [s for _, s in pieces], position=cached)
-        self.position = len(self.ids) - 1
-        self._pending = [self.ids[-1]]
+        pieces = [(m, s - cached) for m, s in zip(self.mels, self.audio_starts) if s >= cached]
+        self._logits = prefill(self.model, cache, self.ids[cached:], [m for m, _ in pieces],
+                               [s for _, s in pieces], position=cached)
+        self.position = len(self.ids)
+        self._pending = []  # nothing left to run: _advance keeps these logits
 
     def _advance(self) -> None:
         pending, self._pending = self._pending, []
+        if not pending and self._logits is not None:  # resume() already ran the prompt
+            return
         if not self.use_cache:
             self._logits = full_forward(self.model, self.ids, self.mels, self.audio_starts)
         elif self.position == 0:
