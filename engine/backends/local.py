@@ -106,8 +106,9 @@ class LocalBackend:
 
     async def _start(self, prompt, options: GenerationOptions, stops: set[int], run: "_PrefixRun") -> Generation:
         """A Generation over `prompt`, resumed from the kept cache when there is one."""
-        gen = Generation(self.model, prompt.ids, prompt.mels, prompt.audio_starts, options, stop_ids=stops,
-                         step=self.step)
+        # the cache is allocated here (and the sampler set up): in a thread, not on the event loop
+        gen = await asyncio.to_thread(Generation, self.model, prompt.ids, prompt.mels, prompt.audio_starts, options,
+                                      stop_ids=stops, step=self.step)
         run.gen, run.prompt = gen, prompt
         if run.prefix is None:
             return gen
@@ -137,7 +138,9 @@ class LocalBackend:
         # unset sampling values: the checkpoint's generation_config.json, then transformers' defaults
         options = options.resolved(self.sampling_defaults)
         self.last_options = options
-        prompt = build_prompt(messages, self.tokenizer, options)  # bad input raises here, before any event
+        # tokenizing the conversation and the audio features take 0.1 s and more: off the event loop;
+        # bad input raises here, before any event
+        prompt = await asyncio.to_thread(build_prompt, messages, self.tokenizer, options)
         self._check_fits(len(prompt.ids))
         self.last_prompt_ids = list(prompt.ids)
         stops = self._stop_ids()
@@ -180,7 +183,7 @@ class LocalBackend:
                 # As examples-think.py lines 13-17: the last generated id is dropped and the reply
                 # re-opened as "\n<think>\n" + thought + "</think>\n\n<tts_start>", tokenized as one
                 # piece like the official second call; a new generation speaks from there.
-                second = think_continuation(messages, self.tokenizer, think.thought, options)
+                second = await asyncio.to_thread(think_continuation, messages, self.tokenizer, think.thought, options)
                 try:
                     self._check_fits(len(second.ids))
                 except StepvoiceError as e:  # the thought filled the context: end the turn, say why
