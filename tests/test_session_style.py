@@ -29,10 +29,33 @@ def script(*replies) -> ScriptedBackend:
     return ScriptedBackend.from_data({"replies": list(replies)})
 
 
+_TOK = []
+
+
+def tokenizer():
+    """The fake checkpoint's tokenizer (real special ids)."""
+    if not _TOK:
+        import tempfile
+
+        from stepvoice.engine.tokenizer import load_tokenizer, write_fake_tokenizer
+
+        folder = tempfile.mkdtemp()
+        write_fake_tokenizer(folder)
+        _TOK.append(load_tokenizer(folder))
+    return _TOK[0]
+
+
 def system_of(backend: ScriptedBackend, i: int = -1) -> str:
-    messages = backend.requests[i][0]
+    """The system text of request `i`, after checking that the ids the model reads for it equal the
+    hand-built sequence `<|BOT|>system\n{text}<|EOT|>`."""
+    messages, options = backend.requests[i]
     assert messages[0].role == "system"
-    return messages[0].plain_text
+    text = messages[0].plain_text
+    tok = tokenizer()
+    ids = build_prompt(messages, tok, GenerationOptions(reply=options.reply)).ids
+    hand = tok.encode("<|BOT|>system\n" + text + "<|EOT|>")
+    assert ids[: len(hand)] == hand
+    return text
 
 
 def ask(session: Session, text: str, **kw) -> None:
