@@ -1,6 +1,7 @@
 """Weight-only int8/int4 (torchao): accuracy at the real width, quantized folders, refusals, `ask` with each."""
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
@@ -95,6 +96,7 @@ def test_quantized_folder_loads_with_the_same_logits(fake_small_checkpoint, load
 
 def test_fake_checkpoint_answers_ask_with_each_scheme(fake_small_checkpoint, home, capsys):
     for scheme in ("none",) + SCHEMES:
+        gc.collect()  # free the previous run's model here, not inside the next run's event loop
         rc = main(["ask", "--model", str(fake_small_checkpoint), "--text", "hello", "--no-tools", "--json",
                    "--quantize", scheme, "--max-new-tokens", "6", "--temperature", "0", "--device", "cpu",
                    "--compile", "off"])  # int8 would compile by default (auto); tests/test_engine_compile.py covers that
