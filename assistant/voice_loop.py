@@ -185,7 +185,7 @@ class VoiceLoop:
         end = self.endpointer.end()
         if isinstance(end, SpeechEnd):
             now = self.audio.clock()
-            self._utterances.put_nowait((end, self._speech_started_at or now, now))
+            self._utterances.put_nowait((end, self._speech_started_at or now, now, None, False))
 
     # ---- listening ---------------------------------------------------------------------
 
