@@ -8,7 +8,9 @@ samples of the previous frame in front of each frame (its "context").
 from __future__ import annotations
 
 import importlib.util
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,25 +33,47 @@ def default_model_path() -> Path:
     return path
 
 
+_SESSIONS: dict[tuple[str, int, int, int], Any] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _shared_session(path: Path, threads: int) -> Any:
+    """One loaded model per file for the whole process: every stream (each server connection, the
+    voice loop) passes its own recurrent state to `run`, which onnxruntime allows from many threads
+    at once, so building a session per stream (30-130 ms of CPU each) buys nothing."""
+    st = path.stat()  # a file rewritten in place is a new model
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, threads)
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.get(key)
+        if session is None:
+            session = _SESSIONS[key] = _load_session(path, threads)
+        return session
+
+
+def _load_session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads  # one frame is tiny; more threads only add overhead
+    opts.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise ConfigError(f"cannot load VAD model {path}: {e}") from None
+    names = {i.name for i in session.get_inputs()}
+    if names != {"input", "state", "sr"}:
+        raise ConfigError(f"{path} is not a Silero VAD v5 model (inputs {sorted(names)})")
+    return session
+
+
 class SileroVAD:
     """Speech probability per 32 ms frame for one stream (state kept between calls)."""
 
     def __init__(self, model_path: str | Path | None = None, threads: int = 1):
-        import onnxruntime as ort
-
         path = Path(model_path) if model_path is not None else default_model_path()
         if not path.is_file():
             raise ConfigError(f"VAD model not found: {path}")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads  # one frame is tiny; more threads only add overhead
-        opts.inter_op_num_threads = 1
-        try:
-            self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise ConfigError(f"cannot load VAD model {path}: {e}") from None
-        names = {i.name for i in self._session.get_inputs()}
-        if names != {"input", "state", "sr"}:
-            raise ConfigError(f"{path} is not a Silero VAD v5 model (inputs {sorted(names)})")
+        self._session = _shared_session(path, threads)
         self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
         self.reset()
 
