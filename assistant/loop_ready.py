@@ -13,7 +13,8 @@ Two stalls that no `asyncio.to_thread` avoids, because they hold the GIL
   the start-up heap out of the collector's sight; only objects created while
   serving are walked afterwards.
 
-Call `prepare_loop()` once, after the model and token2wav are loaded and
+With `vad=True` the Silero model that every connection's VAD shares is
+loaded too. Call `prepare_loop()` once, after the model and token2wav are loaded and
 right before `asyncio.run(...)` (it is not for use inside a running loop: the
 collection before the freeze takes a few hundred ms).
 """
@@ -61,9 +62,21 @@ def prepare_loop(*, speech: bool = False, vad: bool = False) -> None:
     start = time.perf_counter()
     modules = (SPEECH_MODULES if speech else ()) + (VAD_MODULES if vad else ())
     loaded = preload(modules)
+    if vad:
+        _load_vad_model()
     frozen = freeze_heap()
     log.debug("loop prepared in %.2f s: preloaded %s, %d objects frozen", time.perf_counter() - start,
               ", ".join(loaded) or "nothing", frozen)
+
+
+def _load_vad_model() -> None:
+    """Load the Silero model every stream shares (assistant/vad.py), before the first connection."""
+    try:
+        from stepvoice.assistant.vad import SileroVAD
+
+        SileroVAD()
+    except Exception as e:  # not installed or broken: the first user of the VAD reports it
+        log.debug("preloading the VAD model failed: %s", e)
 
 
 __all__ = ["prepare_loop", "preload", "freeze_heap", "SPEECH_MODULES", "VAD_MODULES"]

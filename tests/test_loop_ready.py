@@ -33,6 +33,14 @@ def test_speech_extensions_are_imported_and_the_startup_heap_frozen():
     assert r["frozen"] > 50_000 and r["tracked"] < r["frozen"] // 10, r
 
 
+def test_vad_model_loaded_once_for_all_streams():
+    code = ("from stepvoice.assistant.loop_ready import prepare_loop; from stepvoice.assistant import vad; "
+            "prepare_loop(vad=True); n = len(vad._SESSIONS); v = vad.SileroVAD(); "
+            "print(n, len(vad._SESSIONS), v._session is next(iter(vad._SESSIONS.values())))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True).stdout
+    assert out.split() == ["1", "1", "True"]
+
+
 def test_without_speech_nothing_extra_is_imported():
     r = probe(speech=False)
     assert r["after"] == {"onnxruntime": False, "kaldi_native_fbank": False}
