@@ -125,3 +125,20 @@ def test_a_discarded_speculation_does_not_use_up_a_scripted_reply():
     assert "First reply." in text and "Second reply." not in text
     assert len(backend.requests) == 1 and backend.position == 1  # the discarded start left no trace
     assert len(session.history[0].content[0].samples) > len(first) + len(second)
+
+
+def test_endpointer_pause_carries_what_the_end_would_and_resumes():
+    from stepvoice.assistant.endpointing import Endpointer, SpeechEnd, SpeechPause, SpeechResumed
+
+    loud = lambda s: (0.5 * np.sin(np.arange(int(s * 16000)) * 0.3)).astype(np.float32)  # noqa: E731
+    energy = lambda frame: 1.0 if np.abs(frame).max() > 0.1 else 0.0  # noqa: E731
+    ep = Endpointer(energy, EndpointConfig(silence_ms=500, pause_ms=200))
+    events = ep.push(np.concatenate([silence(0.3), loud(0.5), silence(0.3), loud(0.4), silence(0.8)]))
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["SpeechStart", "SpeechPause", "SpeechResumed", "SpeechPause", "SpeechEnd"]
+    first, last, end = events[1], events[3], events[4]
+    assert isinstance(end, SpeechEnd) and isinstance(last, SpeechPause) and isinstance(events[2], SpeechResumed)
+    assert last.end_t == end.end_t and np.array_equal(last.samples, end.samples)  # commit hears the same audio
+    assert first.end_t < end.end_t and len(first.samples) < len(end.samples)
+    with pytest.raises(Exception, match="pause_ms"):
+        EndpointConfig(silence_ms=300, pause_ms=300)
