@@ -92,6 +92,9 @@ def chat(args: argparse.Namespace) -> int:
     if not args.input_file:
         how = "press Enter to talk, Enter again to send" if args.push_to_talk else "speak"
         print(f"listening on {audio.description}: {how}; Ctrl-C ends", file=sys.stderr)
+    from stepvoice.assistant.loop_ready import prepare_loop
+
+    prepare_loop(speech=parts.token2wav is not None, vad=True)  # no first imports or full GCs mid-conversation
     try:
         asyncio.run(_run(loop, args.push_to_talk and not args.input_file))
     except KeyboardInterrupt:  # a second Ctrl-C, or a platform without signal handlers
