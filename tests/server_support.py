@@ -136,6 +136,29 @@ def dumps(obj) -> str:
     return json.dumps(obj)
 
 
+async def text_turn(port: int, text: str = "hi", *, modalities: tuple[str, ...] | None = ("text",),
+                    timeout: float = 60.0) -> tuple[str, list[dict]]:
+    """One typed turn against a running `serve` over a plain WebSocket: (the reply's text, every
+    event up to response.done). `modalities=None` keeps the session's default (audio). An `error`
+    event fails the caller's test."""
+    from websockets.asyncio.client import connect
+
+    async with connect(f"ws://127.0.0.1:{port}/v1/realtime", open_timeout=timeout, max_size=None) as ws:
+        if modalities is not None:
+            await ws.send(dumps({"type": "session.update",
+                                 "session": {"type": "realtime", "output_modalities": list(modalities)}}))
+        await ws.send(dumps({"type": "conversation.item.create", "item": {
+            "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}}))
+        await ws.send(dumps({"type": "response.create"}))
+        events: list[dict] = []
+        while True:
+            ev = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+            assert ev["type"] != "error", ev
+            events.append(ev)
+            if ev["type"] == "response.done":
+                return text_of(events), events
+
+
 def env_without_proxies() -> dict:
     return {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
 

@@ -135,7 +135,7 @@ def test_no_microphone_error_names_the_ways_without_one(tmp_path):
 def test_serve_starts_and_answers_without_a_speaker_encoder(tmp_path):
     import asyncio
 
-    import websockets
+    from server_support import text_turn
 
     from stepvoice.assistant.server.launch import spawn_server
     from stepvoice.engine.token2wav.fake import write_fake_token2wav
@@ -147,22 +147,7 @@ def test_serve_starts_and_answers_without_a_speaker_encoder(tmp_path):
     proc, port = spawn_server(["--model", f"scripted:{tmp_path / 's.yaml'}", "--token2wav",
                                str(tmp_path / "token2wav")], env, tmp_path / "server.log")
     try:
-        async def talk() -> str:
-            async with websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime", open_timeout=30) as ws:
-                await ws.send(json.dumps({"type": "session.update",
-                                          "session": {"type": "realtime", "output_modalities": ["text"]}}))
-                await ws.send(json.dumps({"type": "conversation.item.create", "item": {
-                    "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}}))
-                await ws.send(json.dumps({"type": "response.create"}))
-                text = ""
-                while True:
-                    ev = json.loads(await asyncio.wait_for(ws.recv(), 60))
-                    assert ev["type"] != "error", ev
-                    if ev["type"] == "response.output_text.delta":
-                        text += ev["delta"]
-                    if ev["type"] == "response.done":
-                        return text
-        assert asyncio.run(talk()) == "Hello from a server with no speaker encoder."
+        assert asyncio.run(text_turn(port))[0] == "Hello from a server with no speaker encoder."
     finally:
         proc.terminate()
         proc.wait(20)

@@ -73,7 +73,7 @@ def test_ask_scripted_and_fake_checkpoint(fresh):
 
 
 def test_serve_answers(fresh):
-    import websockets
+    from server_support import text_turn
 
     from stepvoice.assistant.server.launch import ADDRESS
 
@@ -89,22 +89,7 @@ def test_serve_answers(fresh):
         m = ADDRESS.search(line)
         assert m, (line, (work / "serve.log").read_text())
 
-        async def talk() -> str:
-            async with websockets.connect(f"ws://127.0.0.1:{m.group(1)}/v1/realtime", open_timeout=60) as ws:
-                await ws.send(json.dumps({"type": "session.update",
-                                          "session": {"type": "realtime", "output_modalities": ["text"]}}))
-                await ws.send(json.dumps({"type": "conversation.item.create", "item": {
-                    "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}}))
-                await ws.send(json.dumps({"type": "response.create"}))
-                text = ""
-                while True:
-                    ev = json.loads(await asyncio.wait_for(ws.recv(), 120))
-                    assert ev["type"] != "error", ev
-                    if ev["type"] == "response.output_text.delta":
-                        text += ev["delta"]
-                    if ev["type"] == "response.done":
-                        return text
-        assert asyncio.run(talk()) == "Hello from a fresh install."
+        assert asyncio.run(text_turn(int(m.group(1)), timeout=120))[0] == "Hello from a fresh install."
     finally:
         proc.terminate()
         proc.wait(30)

@@ -20,7 +20,7 @@ from stepvoice.assistant.server.app import ServerConfig
 from stepvoice.assistant.server.origin import OriginPolicy, normalize_origin
 from stepvoice.engine.errors import ConfigError
 from server_support import LoopbackServer, scripted_sessions
-from test_web_page import DevTools, chromium, free_port, page_target
+from test_web_page import DevTools, chromium, free_port, open_headless, page_target
 
 REPLIES = [{"text": "hello"}] * 4
 
@@ -154,12 +154,7 @@ def test_page_on_another_origin_cannot_connect_or_read(tmp_path, server):
     site.RequestHandlerClass.log_message = lambda *a: None
     threading.Thread(target=site.serve_forever, daemon=True).start()
     port = free_port()
-    proc = subprocess.Popen([
-        browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", f"--remote-debugging-port={port}",
-        f"http://127.0.0.1:{site.server_address[1]}/index.html",
-    ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = open_headless(browser, tmp_path / "profile", port, f"http://127.0.0.1:{site.server_address[1]}/index.html")
     try:
         ws_url = page_target(port, time.time() + 60)
 

@@ -29,6 +29,15 @@ def chromium() -> str:
     return path
 
 
+def open_headless(browser: str, profile: Path, debug_port: int, url: str, *flags: str) -> subprocess.Popen:
+    """Headless Chromium on `url` with the DevTools endpoint on `debug_port` (flags as seen working here)."""
+    return subprocess.Popen([
+        browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={profile}", f"--remote-debugging-port={debug_port}", *flags, url,
+    ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -93,14 +102,10 @@ def test_page_plays_and_shows_a_spoken_reply(tmp_path, espeak_wav, fake_token2wa
     server = LoopbackServer(factory, vad_factory=silero_endpointer)
     port = free_port()
     profile = tmp_path / "profile"
-    proc = subprocess.Popen([
-        browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={mic}", "--autoplay-policy=no-user-gesture-required",
-        f"--remote-debugging-port={port}", "--window-size=1100,760",
-        f"{server.http_base}/?autostart=1",
-    ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = open_headless(browser, profile, port, f"{server.http_base}/?autostart=1",
+                         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                         f"--use-file-for-fake-audio-capture={mic}", "--autoplay-policy=no-user-gesture-required",
+                         "--window-size=1100,760")
     try:
         ws_url = page_target(port, time.time() + 60)
 
