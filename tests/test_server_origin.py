@@ -7,9 +7,7 @@ import asyncio
 import http.server
 import json
 import socket
-import subprocess
 import threading
-import time
 import urllib.request
 
 import pytest
@@ -20,7 +18,7 @@ from stepvoice.assistant.server.app import ServerConfig
 from stepvoice.assistant.server.origin import OriginPolicy, normalize_origin
 from stepvoice.engine.errors import ConfigError
 from server_support import LoopbackServer, scripted_sessions
-from test_web_page import DevTools, chromium, free_port, open_headless, page_target
+from test_web_page import chromium, in_page
 
 REPLIES = [{"text": "hello"}] * 4
 
@@ -153,31 +151,10 @@ def test_page_on_another_origin_cannot_connect_or_read(tmp_path, server):
     site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     site.RequestHandlerClass.log_message = lambda *a: None
     threading.Thread(target=site.serve_forever, daemon=True).start()
-    port = free_port()
-    proc = open_headless(browser, tmp_path / "profile", port, f"http://127.0.0.1:{site.server_address[1]}/index.html")
     try:
-        ws_url = page_target(port, time.time() + 60)
-
-        async def go():
-            async with connect(ws_url, max_size=None) as ws:
-                dt = DevTools(ws)
-                deadline = time.time() + 30
-                result = {}
-                while time.time() < deadline:
-                    raw = await dt.eval("JSON.stringify(window.result || null)")
-                    result = json.loads(raw) if raw and raw != "null" else {}
-                    if result and "pending" not in result.values():
-                        break
-                    await asyncio.sleep(0.3)
-                return result
-
-        result = asyncio.run(go())
+        result = in_page(browser, tmp_path / "profile", f"http://127.0.0.1:{site.server_address[1]}/index.html",
+                         lambda dt: dt.poll("window.result || null", lambda r: r and "pending" not in r.values(), 30))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         site.shutdown()
     assert result.get("ws") in ("error", "closed"), result  # the handshake got a 403: never open, no event read
     assert result.get("read") == "blocked", result

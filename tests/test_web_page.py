@@ -14,7 +14,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
 from websockets.asyncio.client import connect
 
 from stepvoice.assistant.server.app import silero_endpointer
@@ -36,6 +35,26 @@ def open_headless(browser: str, profile: Path, debug_port: int, url: str, *flags
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         f"--user-data-dir={profile}", f"--remote-debugging-port={debug_port}", *flags, url,
     ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def in_page(browser: str, profile: Path, url: str, script, *flags: str):
+    """Open `url` in headless Chromium, run `await script(devtools)` against the page, close the browser."""
+    port = free_port()
+    proc = open_headless(browser, profile, port, url, *flags)
+    try:
+        ws_url = page_target(port, time.time() + 60)
+
+        async def go():
+            async with connect(ws_url, max_size=None) as ws:
+                return await script(DevTools(ws))
+
+        return asyncio.run(go())
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def free_port() -> int:
@@ -61,6 +80,17 @@ class DevTools:
                 if "error" in msg:
                     raise RuntimeError(msg["error"])
                 return msg["result"]
+
+    async def poll(self, expr: str, done, timeout: float, every: float = 0.3) -> dict:
+        """The JSON value of `expr` once `done(value)`, or the last one seen after `timeout` seconds."""
+        deadline, value = time.time() + timeout, {}
+        while time.time() < deadline:
+            raw = await self.eval(f"JSON.stringify({expr})")
+            value = json.loads(raw) if raw and raw != "null" else {}
+            if done(value):
+                break
+            await asyncio.sleep(every)
+        return value
 
     async def eval(self, expr: str):
         r = await self.call("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)
@@ -100,38 +130,21 @@ def test_page_plays_and_shows_a_spoken_reply(tmp_path, espeak_wav, fake_token2wa
                {"text": REPLY, "speech_codes": list(range(40, 90))}] * 4
     factory = scripted_sessions(replies, tools=tools, token2wav=Token2Wav.from_dir(fake_token2wav))
     server = LoopbackServer(factory, vad_factory=silero_endpointer)
-    port = free_port()
-    profile = tmp_path / "profile"
-    proc = open_headless(browser, profile, port, f"{server.http_base}/?autostart=1",
-                         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                         f"--use-file-for-fake-audio-capture={mic}", "--autoplay-policy=no-user-gesture-required",
-                         "--window-size=1100,760")
+
+    async def script(dt):
+        state = await dt.poll("window.stepvoice || {}",
+                              lambda s: s.get("responses", 0) >= 1 and s.get("samplesPlayed", 0) > 0, 60, every=0.5)
+        shown = await dt.eval("document.getElementById('transcript').innerText")
+        voices = await dt.eval("[...document.getElementById('voice').options].map(o => o.value)")
+        shot = await dt.call("Page.captureScreenshot", format="png")
+        return state, shown, voices, base64.b64decode(shot["data"])
+
     try:
-        ws_url = page_target(port, time.time() + 60)
-
-        async def go():
-            async with connect(ws_url, max_size=None) as ws:
-                dt = DevTools(ws)
-                deadline = time.time() + 60
-                state = {}
-                while time.time() < deadline:
-                    state = await dt.eval("JSON.stringify(window.stepvoice || {})")
-                    state = json.loads(state) if state else {}
-                    if state.get("responses", 0) >= 1 and state.get("samplesPlayed", 0) > 0:
-                        break
-                    await asyncio.sleep(0.5)
-                shown = await dt.eval("document.getElementById('transcript').innerText")
-                voices = await dt.eval("[...document.getElementById('voice').options].map(o => o.value)")
-                shot = await dt.call("Page.captureScreenshot", format="png")
-                return state, shown, voices, base64.b64decode(shot["data"])
-
-        state, shown, voices, png = asyncio.run(go())
+        state, shown, voices, png = in_page(browser, tmp_path / "profile", f"{server.http_base}/?autostart=1", script,
+                                            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                                            f"--use-file-for-fake-audio-capture={mic}",
+                                            "--autoplay-policy=no-user-gesture-required", "--window-size=1100,760")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         server.close()
     out = tmp_path / "screenshot.png"
     out.write_bytes(png)
