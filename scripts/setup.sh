@@ -13,9 +13,19 @@ debs="libsndfile1 libportaudio2 espeak-ng sox"
 # nodejs/npm: the openai npm SDK contract test (tests/node); openssl: its self-signed certificate;
 # g++: torch.compile (inductor) builds its CPU kernels with it (tests/test_token2wav_fast_paths.py)
 [ "$with_tests" = 1 ] && debs="$debs chromium alsa-utils nodejs npm openssl g++"
+# A package counts as present when its command is there, whoever installed it: machines that
+# ship Node.js from elsewhere (e.g. nodesource's nodejs, which bundles npm) must not get
+# Debian's npm on top (apt refuses: the two conflict).
+present() {
+    case "$1" in
+        nodejs) command -v node >/dev/null ;;
+        npm|openssl|g++|chromium) command -v "$1" >/dev/null ;;
+        *) dpkg -s "$1" >/dev/null 2>&1 ;;
+    esac
+}
 missing=""
 if command -v dpkg >/dev/null; then
-    for p in $debs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+    for p in $debs; do present "$p" || missing="$missing $p"; done
 fi
 if [ -z "$missing" ]; then
     command -v dpkg >/dev/null && step "Debian packages present:$(printf ' %s' $debs)"
