@@ -24,7 +24,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from stepvoice.assistant.config import AssistantConfig, ToolLoopConfig
 from stepvoice.assistant.history import History, ReplyRecord
@@ -33,10 +32,11 @@ from stepvoice.assistant.request import RequestBuilder
 from stepvoice.assistant.tool_loop import ToolRunner
 from stepvoice.engine.backends.local import LocalBackend
 from stepvoice.engine.events import ToolResult, TurnEnd
-from stepvoice.engine.messages import Audio, Message, Speech, Text
+from stepvoice.engine.messages import Audio, Message, Text
 from stepvoice.engine.options import GenerationOptions, read_generation_config
 from stepvoice.engine.prompt import build_prompt, think_continuation, tool_schemas_message
 from stepvoice.engine.tokenizer import load_tokenizer, write_fake_tokenizer
+from scripted_logits import ScriptedLogits
 
 SR = 16000
 PIECE = SR * 25  # utils/stepaudio2.py line 113: audio is cut into 25 s pieces
@@ -360,22 +360,6 @@ def test_think_second_phase_prompt(tok):
     second = [*ex["messages"][:-1], {"role": "assistant", "content": "\n<think>\n" + thought + "</think" + ">\n\n<tts_start>",
                                      "eot": False}]
     assert think_continuation(ours, tok, thought, GenerationOptions(reply="think")).ids == official_ids(tok, second)
-
-
-class ScriptedLogits:
-    """Stands in for the model: model call n returns logits whose argmax is script[n]."""
-
-    def __init__(self, model, script):
-        self.config, self.device, self.script, self.calls = model.config, model.device, list(script), []
-
-    def new_cache(self, capacity=None):
-        return None
-
-    def __call__(self, x, mels=None, starts=None, past_key_values=None, position_ids=None, logits_to_keep=0):
-        self.calls.append(x[0].tolist())
-        logits = torch.zeros(1, 1, self.config.text_config.vocab_size)
-        logits[0, 0, self.script[len(self.calls) - 1]] = 1e4  # certain at any temperature
-        return logits
 
 
 @pytest.fixture(scope="module")

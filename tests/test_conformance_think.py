@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import torch
 
 from stepvoice.assistant.history import ReplyRecord
 from stepvoice.engine.backends.local import LocalBackend
@@ -26,25 +25,10 @@ from stepvoice.engine.messages import Message
 from stepvoice.engine.options import GenerationOptions
 from stepvoice.engine.prompt import build_prompt
 from stepvoice.engine.tokenizer import load_tokenizer, write_fake_tokenizer
+from scripted_logits import ScriptedLogits
 
 HELLO = [Message.text("system", "You are a helpful assistant."), Message.text("human", "hello there")]
 THINK = GenerationOptions(max_new_tokens=60, temperature=0, reply="think")
-
-
-class ScriptedLogits:
-    """Stands in for the model inside Generation: call n returns logits whose argmax is script[n]."""
-
-    def __init__(self, model, script):
-        self.config, self.device, self.script, self.calls = model.config, model.device, list(script), []
-
-    def new_cache(self, capacity=None):
-        return None
-
-    def __call__(self, x, mels=None, starts=None, past_key_values=None, position_ids=None, logits_to_keep=0):
-        self.calls.append(x[0].tolist())
-        logits = torch.zeros(1, 1, self.config.text_config.vocab_size)
-        logits[0, 0, self.script[len(self.calls) - 1]] = 1.0
-        return logits
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from stepvoice.engine.events import TextDelta, TurnEnd
 from stepvoice.engine.generate import Generation
 from stepvoice.engine.messages import Audio, Message, Text
 from stepvoice.engine.options import GenerationOptions
+from scripted_logits import ScriptedLogits
 
 
 @pytest.fixture(scope="module")
@@ -143,25 +144,6 @@ def test_text_only_message_helper(backend):
     msgs = [Message("human", [Text("hi")])]
     end = run(backend, msgs, GenerationOptions(max_new_tokens=3, temperature=0))[-1]
     assert len(end.token_ids) == 3
-
-
-class ScriptedLogits:
-    """Stands in for StepAudio2 inside Generation: each model call returns logits whose
-    argmax is the next id of a script (one call per generated token)."""
-
-    def __init__(self, model, script):
-        self.config, self.device, self.script, self.calls = model.config, model.device, list(script), []
-
-    def new_cache(self, capacity=None):
-        return None
-
-    def __call__(self, x, mels=None, starts=None, past_key_values=None, position_ids=None, logits_to_keep=0):
-        import torch
-
-        self.calls.append(x[0].tolist())
-        logits = torch.zeros(1, 1, self.config.text_config.vocab_size)
-        logits[0, 0, self.script[len(self.calls) - 1]] = 1.0
-        return logits
 
 
 # Think mode end to end: tests/test_conformance_think.py
