@@ -104,7 +104,11 @@ def open_token2wav(cfg: AssistantConfig, backend: Any, notes: list[str]) -> Any:
     except ImportError:
         notes.append("no speech audio: token2wav is not available in this installation")
         return None
-    device = cfg.device or str(getattr(backend, "device", None) or "cpu")  # beside the model (local engine)
+    from stepvoice.engine.device import parse_device
+
+    # beside the model (local engine); else the best device here (auto: cuda, mps, cpu)
+    local = getattr(backend, "device", None)
+    device = str(parse_device(cfg.device) if cfg.device or local is None else local)
     return Token2Wav.from_dir(folder, device=device, dtype=cfg.t2w_dtype, n_timesteps=cfg.t2w_steps)
 
 

@@ -143,7 +143,7 @@ def build_factory(args: argparse.Namespace):
     else:
         from stepvoice.assistant.assembly import warm_up
 
-        shared = load_backend(spec, device=config.device or "cpu", dtype=config.dtype, quantize=config.quantize,
+        shared = load_backend(spec, device=config.device, dtype=config.dtype, quantize=config.quantize,
                               compile=config.compile)
         warm_up(shared)  # compile before the first client, not inside its first reply
         new_backend = lambda: shared  # noqa: E731
@@ -181,7 +181,11 @@ def _token2wav(folder: Path | None, config) -> Any:
         raise ConfigError(f"token2wav folder not found: {folder}")
     from stepvoice.engine.token2wav import Token2Wav
 
-    return Token2Wav.from_dir(folder, device=config.device or "cpu", dtype=config.t2w_dtype, n_timesteps=config.t2w_steps)
+    from stepvoice.engine.device import parse_device
+
+    # auto (the default): the best device here, even when the model itself runs on a vLLM server
+    return Token2Wav.from_dir(folder, device=str(parse_device(config.device)), dtype=config.t2w_dtype,
+                              n_timesteps=config.t2w_steps)
 
 
 def _tools(config) -> Any:
