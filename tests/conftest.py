@@ -103,3 +103,19 @@ def fake_small_checkpoint(tmp_path_factory):
     from stepvoice.engine.checkpoint import fake
 
     return fake(tmp_path_factory.mktemp("fake_small") / "Step-Audio-2-mini", "small", token2wav=False)
+
+
+@pytest.fixture(scope="module")
+def token2wav(fake_token2wav):
+    """The fake token2wav loaded once per test module (server tests that speak)."""
+    from stepvoice.engine.token2wav import Token2Wav
+
+    return Token2Wav.from_dir(fake_token2wav)
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    """A self-signed certificate and key for 127.0.0.1 (the wss:// tests)."""
+    from server_support import self_signed
+
+    return self_signed(tmp_path_factory.mktemp("tls"))

@@ -19,7 +19,7 @@ from agents import function_tool
 from agents.realtime import RealtimeAgent, RealtimeRunner
 
 from stepvoice.assistant.server.app import silero_endpointer
-from server_support import LoopbackServer, scripted_sessions, self_signed
+from server_support import LoopbackServer, scripted_sessions
 
 calls: list[str] = []
 
@@ -29,18 +29,6 @@ def get_weather(city: str) -> str:
     """The weather in a city."""
     calls.append(city)
     return f"sunny in {city}"
-
-
-@pytest.fixture(scope="module")
-def token2wav(fake_token2wav):
-    from stepvoice.engine.token2wav import Token2Wav
-
-    return Token2Wav.from_dir(fake_token2wav)
-
-
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory):
-    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(autouse=True)

@@ -24,7 +24,7 @@ from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter
 
 from stepvoice.assistant.server.app import silero_endpointer
-from server_support import LoopbackServer, of, pcm16_b64, pcm_of, scripted_sessions, self_signed, text_of, weather_tools
+from server_support import LoopbackServer, of, pcm16_b64, pcm_of, scripted_sessions, text_of, weather_tools
 
 EVENT = TypeAdapter(RealtimeServerEvent)
 
@@ -42,18 +42,6 @@ REPLIES = [
     {"text": " ".join(["word"] * 200), "delay_ms": 5},  # cancelled
     {"text": "Anything else?"},  # re-prompt after an assistant turn
 ]
-
-
-@pytest.fixture(scope="module")
-def token2wav(fake_token2wav):
-    from stepvoice.engine.token2wav import Token2Wav
-
-    return Token2Wav.from_dir(fake_token2wav)
-
-
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory):
-    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture
