@@ -9,8 +9,10 @@ Parts:
 - llm: the Qwen2 backbone + lm_head (linear weights quantized when asked;
   embeddings and norms stay in the float dtype);
 - audio: encoder + adapter (always the float dtype);
-- token2wav: flow + HiFT as stored (fp32) - the ONNX voice models run on the
-  host through onnxruntime and are not counted against a GPU;
+- token2wav: the flow in the precision token2wav will run it in on the device
+  (auto: bf16 on CUDA and on CPUs with native bf16, fp16 on MPS) + HiFT in
+  fp32 - the ONNX voice models run on the host through onnxruntime and are
+  not counted against a GPU;
 - kv_cache: keys + values for `context_tokens` positions (per 1k shown too);
 - working: prefill activations for one chunk, one 25 s audio piece through
   the encoder, and on GPUs a fixed reserve for the framework (CUDA context, allocator).
@@ -27,13 +29,14 @@ import torch
 from stepvoice.engine.config import StepAudio2Config
 from stepvoice.engine.device import describe, free_memory
 from stepvoice.engine.errors import CheckpointError
-from stepvoice.engine.quant_format import SCHEMES, is_quantized_linear, weight_bytes
+from stepvoice.engine.quant_format import SCHEMES, is_quantized_linear, tensor_scheme, weight_bytes
 
 DEFAULT_CONTEXT_TOKENS = 4096
 PREFILL_CHUNK_TOKENS = 2048
 FRAMEWORK_RESERVE = 300 * 10**6  # CUDA context + allocator slack, measured ~250-350 MB on recent GPUs
-# flow (155.8 M) + HiFT (20.8 M) parameters in fp32, when no token2wav folder is at hand.
-TOKEN2WAV_DEFAULT_BYTES = int((155.8e6 + 20.8e6) * 4)
+# flow (155.8 M) and HiFT (20.8 M) parameters in fp32, when no token2wav folder is at hand.
+FLOW_DEFAULT_BYTES = int(155.8e6 * 4)
+HIFT_DEFAULT_BYTES = int(20.8e6 * 4)
 GB = 1e9
 
 
@@ -121,7 +124,7 @@ def part_bytes(config: StepAudio2Config, dtype: torch.dtype, quantize: str = "no
         if name.startswith(("encoder.", "adapter.")):
             out["audio"] += math.prod(shape) * size
         elif quantize != "none" and is_quantized_linear(name, shape, quantize):
-            out["llm"] += weight_bytes(shape, quantize)
+            out["llm"] += weight_bytes(shape, tensor_scheme(name, quantize))
         else:
             out["llm"] += math.prod(shape) * size
     return out
@@ -144,21 +147,26 @@ def working_bytes(config: StepAudio2Config, dtype: torch.dtype, device: torch.de
     return prefill + encoder + logits + (FRAMEWORK_RESERVE if device.type != "cpu" else 0)
 
 
-def token2wav_bytes(folder: Path | None) -> int:
+def token2wav_bytes(folder: Path | None, flow_dtype: torch.dtype = torch.float32) -> int:
+    """flow.pt (stored in fp32) scaled to the flow's run-time dtype, plus hift.pt (always fp32)."""
+    flow, hift = FLOW_DEFAULT_BYTES, HIFT_DEFAULT_BYTES
     if folder is not None and folder.is_dir():
         files = [folder / "flow.pt", folder / "hift.pt"]
         if all(f.is_file() for f in files):
-            return sum(f.stat().st_size for f in files)
-    return TOKEN2WAV_DEFAULT_BYTES
+            flow, hift = (f.stat().st_size for f in files)
+    return flow * _float_bytes(flow_dtype) // 4 + hift
 
 
 def make_plan(config: StepAudio2Config, device: torch.device, dtype: torch.dtype, quantize: str = "none", *,
               context_tokens: int = DEFAULT_CONTEXT_TOKENS, token2wav: Path | None = None,
-              speech: bool = True) -> MemoryPlan:
-    """The plan for running `config` on `device`; `speech=False` leaves token2wav out."""
+              speech: bool = True, token2wav_dtype: torch.dtype | str | None = "auto") -> MemoryPlan:
+    """The plan for running `config` on `device`; `speech=False` leaves token2wav out.
+    `token2wav_dtype`: the flow's precision (auto: what token2wav picks on `device`)."""
+    from stepvoice.engine.token2wav.precision import choose_precision
+
     if quantize not in ("none",) + SCHEMES:
         raise CheckpointError(f"unknown quantization {quantize!r}; use none, {', '.join(SCHEMES)}")
-    t2w = token2wav_bytes(token2wav) if speech else 0
+    t2w = token2wav_bytes(token2wav, choose_precision(device, token2wav_dtype).flow) if speech else 0
     fixed = {"token2wav": t2w, "kv_cache": kv_bytes(config, dtype, context_tokens),
              "working": working_bytes(config, dtype, device)}
     parts = {**part_bytes(config, dtype, quantize), **fixed}

@@ -13,8 +13,10 @@ embeddings, norms, biases, encoder or adapter).
 Schemes per device:
 - int8: symmetric per output row (torchao Int8Tensor) - CPU, CUDA, MPS.
 - int4: asymmetric, groups of 128 inputs, tinygemm layout - CPU
-  (Int4OpaqueTensor) and CUDA with compute capability >= 8 (tile-packed).
-  Elsewhere `check_supported` refuses in one line and names int8.
+  (Int4OpaqueTensor) and CUDA with compute capability >= 8 (tile-packed),
+  for the MLP and lm_head; the attention projections get int8 (why:
+  `engine.quant_format`). Elsewhere `check_supported` refuses in one line
+  and names int8.
 
 A quantized folder (`save_quantized`) keeps each quantized weight as its
 plain component tensors (`<name>.qdata`, `<name>.scale`, ...) in the
@@ -34,7 +36,7 @@ import torch
 from torch import nn
 
 from stepvoice.engine.errors import CheckpointError
-from stepvoice.engine.quant_format import INT4_GROUP_SIZE, SCHEMES, is_quantized_linear
+from stepvoice.engine.quant_format import INT4_GROUP_SIZE, SCHEMES, is_quantized_linear, tensor_scheme
 
 CONFIG_KEY = "stepvoice_quantization"
 FORMAT_VERSION = 1
@@ -112,7 +114,7 @@ def quantize_model(model: nn.Module, scheme: str) -> int:
     count = 0
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.Linear) and is_quantized_linear(f"{name}.weight", tuple(module.weight.shape), scheme):
-            quantize_linear(module, scheme)
+            quantize_linear(module, tensor_scheme(f"{name}.weight", scheme))
             count += 1
     return count
 
@@ -123,7 +125,7 @@ def maybe_quantize_loaded(model: nn.Module, name: str, scheme: str) -> None:
         return
     module = model.get_submodule(name.rsplit(".", 1)[0])
     if isinstance(module, nn.Linear) and is_quantized_linear(name, tuple(module.weight.shape), scheme):
-        quantize_linear(module, scheme)
+        quantize_linear(module, tensor_scheme(name, scheme))
 
 
 # ---- quantized folders ------------------------------------------------------------------------

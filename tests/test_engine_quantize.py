@@ -43,19 +43,21 @@ def test_real_width_last_hidden_state_cosine():
     reference = last_hidden(model, ids)
     wrapped = torch.nn.Module()
     wrapped.model = model  # engine.quant_format names are relative to StepAudio2 (`model.layers...`)
-    # Measured here (random N(0, 0.02) weights, 256 tokens): int8 0.9994 (1 layer) / 0.9990 (2 layers);
-    # int4 0.917 / 0.885. The int4 goal (0.98) is NOT reached on random weights: each int4 linear
-    # alone keeps cosine 0.995, but attention over random keys turns the q/k error into a different mix
-    # of random values. The int4 floor below guards against regressions, it is not the goal.
-    floor = {"int8": 0.999, "int4": 0.9}
+    # Measured here (random N(0, 0.02) weights, 256 tokens, 1 layer): int8 0.9994; int4 0.984 (2 layers:
+    # int8 0.9990, int4 0.968). int4 keeps attention in int8: with all seven projections in int4 the
+    # cosine was 0.917 (2 layers 0.885), since attention over random keys turns small q/k errors
+    # into a different mix of values (q or k alone in int4: 0.980).
+    goal = {"int8": 0.999, "int4": 0.98}
     state = {k: v.clone() for k, v in model.state_dict().items()}
     for scheme in SCHEMES:
         model.load_state_dict(state, assign=True)
         assert quantize_model(wrapped, scheme) == 7  # q k v o gate up down
         cos = F.cosine_similarity(last_hidden(model, ids), reference, dim=0).item()
-        assert cos >= floor[scheme], (scheme, cos)
+        assert cos >= goal[scheme], (scheme, cos)
         assert cos < 0.999999  # the weights really changed
-        assert type(model.layers[0].mlp.up_proj.weight).__name__ != "Parameter"
+        layer = model.layers[0]
+        assert type(layer.self_attn.q_proj.weight).__name__ == "Int8Tensor"
+        assert type(layer.mlp.up_proj.weight).__name__ == ("Int8Tensor" if scheme == "int8" else "Int4OpaqueTensor")
 
 
 @pytest.fixture(scope="module")
