@@ -34,15 +34,18 @@ def _cpu(monkeypatch, tmp_path, flags: str | None, onednn: bool = True) -> None:
 def test_auto_on_cpu_follows_the_detected_bf16_support(monkeypatch, tmp_path, flags, onednn, expected, why):
     _cpu(monkeypatch, tmp_path, flags, onednn)
     choice = precision.choose_precision("cpu", "auto")
-    assert choice.flow == expected and choice.vocoder == torch.float32
+    assert choice.flow == expected and choice.vocoder == expected  # the vocoder's convs follow the flow on CPUs
     assert why in choice.reason and choice.reason.startswith("auto:")
 
 
 def test_an_explicit_dtype_overrides_detection(monkeypatch, tmp_path):
     _cpu(monkeypatch, tmp_path, AVX2_ONLY)
-    assert precision.choose_precision("cpu", "bf16").flow == torch.bfloat16
+    asked = precision.choose_precision("cpu", "bf16")
+    assert asked.flow == torch.bfloat16 and asked.vocoder == torch.float32  # no native bf16: convs stay fp32
     _cpu(monkeypatch, tmp_path, SAPPHIRE)
-    assert precision.choose_precision("cpu", "fp32").flow == torch.float32
+    assert precision.choose_precision("cpu", "bf16").vocoder == torch.bfloat16
+    fp32 = precision.choose_precision("cpu", "fp32")
+    assert fp32.flow == fp32.vocoder == torch.float32  # the parity path: nothing reduced
     assert precision.choose_precision("cpu", torch.float16).reason == "fp16 as requested"
     with pytest.raises(StepvoiceError, match="unknown dtype 'fp7' for token2wav"):
         precision.choose_precision("cpu", "fp7")
@@ -72,7 +75,10 @@ def test_from_dir_loads_the_auto_choice_and_logs_why(monkeypatch, tmp_path, capl
         t2w = Token2Wav.from_dir(fake_token2wav)
     assert t2w.dtype == expected == t2w.precision.flow
     assert {p.dtype for p in t2w.flow.parameters()} == {expected}
-    assert {p.dtype for p in t2w.hift.parameters()} == {torch.float32}
+    convs = {p.dtype for m in t2w.hift._decode_parts() for p in m.parameters()}
+    assert convs == {expected} and t2w.hift.decode_dtype == expected
+    assert {p.dtype for p in t2w.hift.f0_predictor.parameters()} | {p.dtype for p in t2w.hift.m_source.parameters()} \
+        == {torch.float32}  # F0 and the sine source never leave fp32
     assert any(t2w.precision.reason in r.getMessage() for r in caplog.records)
     assert Token2Wav.from_dir(fake_token2wav, dtype=None).dtype == torch.float32  # None: plain fp32
 
@@ -80,7 +86,7 @@ def test_from_dir_loads_the_auto_choice_and_logs_why(monkeypatch, tmp_path, capl
 def test_doctor_view_names_flow_vocoder_reason_and_first_chunk(monkeypatch, tmp_path):
     _cpu(monkeypatch, tmp_path, SAPPHIRE)
     info = precision.token2wav_precision("cpu", "auto")
-    assert info["flow"] == "bf16" and info["vocoder"] == "fp32" and "amx_bf16" in info["reason"]
+    assert info["flow"] == "bf16" and info["vocoder"] == "bf16" and "amx_bf16" in info["reason"]
     assert info["device"] == "cpu" and info["first_chunk"] >= 4
     assert precision.token2wav_precision("cpu", "fp32")["flow"] == "fp32"
 

@@ -8,6 +8,12 @@ equal the keys of `hift.pt` (less its `generator.` prefix); weight-normed
 convs use torch's parametrizations (older `weight_g`/`weight_v` keys load
 too), and `fold_weight_norm` bakes them for inference.
 
+`set_decode_dtype(torch.bfloat16)` runs the generator's conv stack (conv_pre
+to conv_post, 94% of the time on a CPU) in bf16 while the F0 predictor, the
+sine source and the STFT/iSTFT stay fp32: the source integrates phase over
+thousands of samples (8 mantissa bits would detune it), the convs only add
+relative rounding (waveform SNR 45.7 dB against fp32, 1.8x faster: README).
+
 The source draws random numbers (harmonic start phases, noise) from a
 `torch.Generator` passed in, in the reference's order, so that a seeded
 generator gives the same waveform as the reference under the same seed.
@@ -148,6 +154,16 @@ class HiFTGenerator(nn.Module):
         self.f0_predictor = ConvRNNF0Predictor(cfg.in_channels, cfg.f0_cond_channels, cfg.f0_num_layers)
         window = torch.from_numpy(np.hanning(n_fft + 1)[:-1].astype(np.float32))  # periodic Hann
         self.register_buffer("stft_window", window, persistent=False)
+        self.decode_dtype = torch.float32
+
+    def _decode_parts(self) -> list[nn.Module]:
+        return [self.conv_pre, self.ups, self.source_downs, self.source_resblocks, self.resblocks, self.conv_post]
+
+    def set_decode_dtype(self, dtype: torch.dtype) -> None:
+        """The dtype of the conv stack (see the module doc); F0, source and STFTs stay fp32."""
+        for part in self._decode_parts():
+            part.to(dtype)
+        self.decode_dtype = dtype
 
     def fold_weight_norm(self) -> None:
         """Bake weight-norm parametrizations into plain weights (same values, no per-call recompute)."""
@@ -167,8 +183,8 @@ class HiFTGenerator(nn.Module):
 
     def decode(self, mel: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """mel (B, 80, T), source (B, 1, T*480) -> waveform (B, T*480)."""
-        s = self._stft(source.squeeze(1))
-        x = self.conv_pre(mel)
+        s = self._stft(source.squeeze(1)).to(self.decode_dtype)
+        x = self.conv_pre(mel.to(self.decode_dtype))
         n_kernels = len(self.cfg.resblock_kernel_sizes)
         for i, up in enumerate(self.ups):
             x = up(F.leaky_relu(x, self.cfg.lrelu_slope))
@@ -179,7 +195,7 @@ class HiFTGenerator(nn.Module):
             for j in range(1, n_kernels):
                 xs = xs + self.resblocks[i * n_kernels + j](x)
             x = xs / n_kernels
-        x = self.conv_post(F.leaky_relu(x, POST_LRELU_SLOPE))
+        x = self.conv_post(F.leaky_relu(x, POST_LRELU_SLOPE)).float()
         half = self.n_fft // 2 + 1
         wav = self._istft(torch.exp(x[:, :half]), torch.sin(x[:, half:]))
         return torch.clamp(wav, -self.cfg.audio_limit, self.cfg.audio_limit)
