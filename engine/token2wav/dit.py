@@ -141,7 +141,9 @@ class MLP(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = _fused_linear_gelu(x, self.fc1) if reduced_cpu(x) else None
+        # Not under torch.compile: inductor fuses the GELU itself and cannot lower this oneDNN call
+        # when the weights are graph inputs (shared blocks, see `DiT.compile_blocks`).
+        h = _fused_linear_gelu(x, self.fc1) if reduced_cpu(x) and not torch.compiler.is_compiling() else None
         if h is None:
             h = F.gelu(self.fc1(x), approximate="tanh")
         return self.fc2(h)
