@@ -45,6 +45,7 @@ output vs fp32: SNR 58.5 dB. --quality table: README.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -70,7 +71,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--fast-steps", type=int, default=5, help="n_timesteps for the quality-knob run")
     parser.add_argument("--small-first", type=int, default=10, help="first chunk (codes) for the low-latency run")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per measure (the fastest is kept)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measure, interleaved (medians are shown)")
     parser.add_argument("--variants", default="bf16,compiled,bf16+compiled",
                         help="comma list of bf16, compiled, bf16+compiled (empty: none)")
     parser.add_argument("--quality", action="store_true", help="print the quality/speed table and exit")
@@ -155,13 +156,13 @@ def main() -> int:
             times.append(time.perf_counter() - c0)
         return chunks, start, times
 
-    def first(runs) -> float:  # stream start + first chunk, least disturbed repeat (shared machine)
-        return min(r[1] + r[2][0] for r in runs)
+    def first(runs) -> float:  # stream start + first chunk: median over the repeats
+        return statistics.median(r[1] + r[2][0] for r in runs)
 
-    def steady(runs) -> float:  # later chunks (1 s of audio each): per chunk the fastest repeat
+    def steady(runs) -> float:  # later chunks (1 s of audio each): per chunk the median repeat
         n = len(runs[0][2])
         later = range(1, n - 1) if n > 2 else range(1, n)
-        return sum(min(r[2][i] for r in runs) for i in later) / max(len(later), 1)
+        return sum(statistics.median(r[2][i] for r in runs) for i in later) / max(len(later), 1)
 
     ref_wav = our_wav = None
     t_ref_off, t_our_off, ref_runs, cold_runs, warm_runs, small_runs, fast_runs = [], [], [], [], [], [], []
@@ -185,7 +186,7 @@ def main() -> int:
         for name, t2w in variants.items():
             var[name]["warm"].append(our_stream(25, warm=True, t2w=t2w))
             var[name]["small"].append(our_stream(args.small_first, warm=True, t2w=t2w))
-    t_ref_off, t_our_off = min(t_ref_off), min(t_our_off)
+    t_ref_off, t_our_off = statistics.median(t_ref_off), statistics.median(t_our_off)
     off_diff = float(np.abs(our_wav - ref_wav).max())
     stream_diff = max(float(np.abs(a - b).max()) for a, b in zip(cold_runs[0][0], ref_runs[0][0]))
     same_sizes = [c.size for c in cold_runs[0][0]] == [c.size for c in ref_runs[0][0]]
@@ -202,7 +203,7 @@ def main() -> int:
     ]
     for name, m in var.items():
         rows += [
-            (f"[{name}] offline RTF", t_ref_off / audio_s, min(m["off"]) / audio_s),
+            (f"[{name}] offline RTF", t_ref_off / audio_s, statistics.median(m["off"]) / audio_s),
             (f"[{name}] first chunk s (cold)", ref_first, first(m["cold"])),
             (f"[{name}] first chunk s (voice used before)", ref_first, first(m["warm"])),
             (f"[{name}] first chunk s (voice used before, first_chunk={args.small_first})", ref_first, first(m["small"])),
