@@ -23,7 +23,16 @@ prints ms/token, tok/s, the ratio to the first variant, weight bytes, the
 per-layer time (step minus the head-only step: embedding, final norm and
 lm_head, timed the same way) and the extrapolation to the real 28 layers.
 
-Measured 2026-12-01 on the shared 2-core machine, heavily loaded (load 7-9),
+Measured 2026-12-02 on the quiet 2-core machine, `--layers 2 --tokens 8 --rounds 5 --threads 2`,
+context 256, int4 = MLP and lm_head 4-bit, attention int8 (engine.quant_format):
+
+    variant        weights GB  ms/token   tok/s   vs eager-bf16  ms/layer  head ms  28-layer tok/s
+    eager-bf16           3.21     106.5     9.4           1.00x      32.8     40.8            1.04
+    compiled-bf16        3.21      93.3    10.7           1.14x      26.4     40.6            1.28
+    int8                 2.17      44.3    22.6           2.41x      12.3     19.6            2.74
+    int4                 1.72      24.8    40.2           4.29x       7.9      9.0            4.34
+
+Measured 2026-12-01 on the shared 2-core machine, heavily loaded (load 7-9), int4 all 4-bit,
 `--layers 2 --tokens 8 --rounds 5 --threads 1`, context 256:
 
     variant        weights GB  ms/token   tok/s   vs eager-bf16  ms/layer  head ms  28-layer tok/s
