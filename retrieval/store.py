@@ -12,6 +12,7 @@ before saving) is brought up to date incrementally, and rebuilt from the
 stored vectors (no re-embedding) when it is missing, unreadable or its size
 disagrees with SQLite. Exact search (IndexFlatIP) below `approx_threshold`
 rows, IVF-Flat above it: both take add/remove by id without a rebuild.
+The schema, the row types and the errors live in store_rows.py.
 """
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -32,74 +32,13 @@ import faiss
 import numpy as np
 from filelock import FileLock, Timeout
 
-from stepvoice.engine.errors import ConfigError, StepvoiceError
+from stepvoice.engine.errors import ConfigError
 from stepvoice.retrieval.faiss_index import build_index, is_approximate
+from stepvoice.retrieval.store_rows import SCHEMA, NewItem, Row, StoreBusy, StoreConfig, StoreError
+
+__all__ = ["NewItem", "Row", "Store", "StoreBusy", "StoreConfig", "StoreError"]  # store_rows' types, re-exported
 
 log = logging.getLogger(__name__)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS items (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so FAISS ids stay unique
-    kind TEXT NOT NULL,
-    source TEXT NOT NULL,
-    text TEXT NOT NULL DEFAULT '',
-    path TEXT,
-    hash TEXT NOT NULL UNIQUE,
-    source_hash TEXT,
-    added REAL NOT NULL,
-    gen INTEGER NOT NULL,
-    vector BLOB NOT NULL,
-    extra TEXT
-);
-CREATE INDEX IF NOT EXISTS items_source ON items (source);
-CREATE INDEX IF NOT EXISTS items_kind ON items (kind);
-CREATE INDEX IF NOT EXISTS items_gen ON items (gen);
-CREATE TABLE IF NOT EXISTS removed (id INTEGER PRIMARY KEY, gen INTEGER NOT NULL);
-"""
-
-
-class StoreBusy(StepvoiceError):
-    """Another process holds the store's write lock for longer than we wait."""
-
-
-class StoreError(StepvoiceError):
-    """A store file that cannot be opened or used."""
-
-
-@dataclass
-class StoreConfig:
-    approx_threshold: int = 50_000  # rows above which the index is IVF instead of exact
-    nprobe: int = 48  # IVF lists visited per query (recall vs speed)
-    lock_timeout_s: float = 120.0
-    retrain_factor: float = 4.0  # retrain IVF when rows grow past this multiple of the trained size
-
-
-@dataclass
-class NewItem:
-    """One row to add: what it is, where it came from, what to show, and its content hash."""
-
-    kind: str
-    source: str
-    hash: str
-    text: str = ""
-    path: str | None = None
-    source_hash: str | None = None
-    extra: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Row:
-    id: int
-    kind: str
-    source: str
-    text: str
-    path: str | None
-    hash: str
-    source_hash: str | None
-    added: float
-    extra: dict
-
 
 class Store:
     """One vector space (one embedder): rows in SQLite, vectors in FAISS. See module doc."""
