@@ -285,6 +285,20 @@ def test_think_reply_reasons_then_speaks(fork):
     assert events[-1].usage.completion_tokens == 14 and sum(isinstance(e, TurnEnd) for e in events) == 1
 
 
+def test_prefix_cache_hits_reported_by_the_server_reach_usage(fork):
+    fork.replies += [
+        {"chunks": SPOKEN, "usage": {"prompt_tokens": 40, "completion_tokens": 7,
+                                     "prompt_tokens_details": {"cached_tokens": 32}}},
+        {"chunks": SPOKEN, "usage": {"prompt_tokens": 40, "completion_tokens": 7, "prompt_tokens_details": None}},
+        {"chunks": SPOKEN, "usage": {"prompt_tokens": "40", "completion_tokens": 7,
+                                     "prompt_tokens_details": {"cached_tokens": "many"}}},
+    ]
+    b = VLLMBackend(fork.url)
+    ends = [run(b, [Message.text("human", "hi")], GenerationOptions(reply="speech"))[-1] for _ in range(3)]
+    assert [(e.reason, e.usage.prompt_tokens, e.usage.cached_tokens) for e in ends] == \
+        [("stop", 40, 32), ("stop", 40, 0), ("stop", 40, 0)]  # absent or malformed details: 0, the turn goes on
+
+
 def test_load_backend_spec_and_bad_url():
     b = load_backend("vllm+http://127.0.0.1:8000/v1")
     assert isinstance(b, VLLMBackend) and b.base_url == "http://127.0.0.1:8000"

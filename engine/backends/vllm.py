@@ -96,7 +96,7 @@ class VLLMBackend:
     ) -> AsyncIterator[EngineEvent]:
         start = time.perf_counter()
         audio_s = sum(p.seconds for m in messages for p in m.content if isinstance(p, Audio))
-        totals = {"prompt_tokens": 0, "completion_tokens": 0}
+        totals = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
         client = await asyncio.to_thread(self._client)  # set-up of pools and proxies: off the loop
         async with client:
             try:
@@ -269,11 +269,24 @@ def _reason(finish_reason: str | None) -> str:
 
 
 def _add(totals: dict, usage: dict) -> None:
-    for k in totals:
-        totals[k] += int(usage.get(k) or 0)
+    """Sum one request's usage. cached_tokens: vLLM's prefix cache hits, which it reports (OpenAI's
+    `prompt_tokens_details`) when started with --enable-prompt-tokens-details; 0 otherwise."""
+    for k in ("prompt_tokens", "completion_tokens"):
+        totals[k] += _count(usage.get(k))
+    details = usage.get("prompt_tokens_details")
+    totals["cached_tokens"] += _count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+
+
+def _count(value) -> int:
+    """A token count from the server, 0 when absent or malformed (usage must never end a turn)."""
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _end(reason: str, totals: dict, audio_s: float, start: float, error: str | None = None) -> TurnEnd:
-    usage = Usage(totals["prompt_tokens"], totals["completion_tokens"], audio_s, time.perf_counter() - start)
+    usage = Usage(totals["prompt_tokens"], totals["completion_tokens"], audio_s, time.perf_counter() - start,
+                  cached_tokens=totals["cached_tokens"])
     return TurnEnd(reason, usage, error=error)
 
