@@ -24,23 +24,18 @@ discards it (nothing was played, shown or kept). The trace says
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from stepvoice.assistant.audio_io.backend import AudioBackend, DeviceLost, EndOfInput, MicBlock
-import dataclasses
-
-from stepvoice.assistant.endpointing import (
-    EndpointConfig, Endpointer, SpeechEnd, SpeechPause, SpeechResumed, SpeechStart,
-)
+from stepvoice.assistant.endpointing import EndpointConfig, Endpointer, SpeechEnd, SpeechPause, SpeechResumed, SpeechStart
 from stepvoice.assistant.trace import TurnTrace
+from stepvoice.assistant.voice_loop_output import VoiceLoopOutput
 from stepvoice.engine.errors import AudioError, StepvoiceError
-from stepvoice.engine.events import (AudioChunk, Interrupted, SpeechCodes, TextDelta, ToolCall, ToolResult, TurnEnd,
-                           VoiceChanged)
+from stepvoice.engine.events import AudioChunk, Interrupted, SpeechCodes, TextDelta, ToolCall, TurnEnd
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +103,7 @@ class VoiceLoop:
         if self.config.speculate_pause_ms >= endpoint.silence_ms:
             self.speculating = False  # the hangover is as short as the pause: nothing to win
         if self.speculating and endpoint.pause_ms is None:
-            endpoint = dataclasses.replace(endpoint, pause_ms=self.config.speculate_pause_ms)
+            endpoint = replace(endpoint, pause_ms=self.config.speculate_pause_ms)
         self.endpointer = Endpointer(vad_for_endpointer, endpoint)
         self.speculation = SpeculationStats()
         self._spec: tuple[SpeechPause, asyncio.Task] | None = None  # the speculation of the utterance in progress
@@ -120,17 +115,15 @@ class VoiceLoop:
 
             self.echo = EchoCanceller()
         self.out = out if out is not None else sys.stdout
-        self.log_path = Path(log_path) if log_path else None
-        self.on_event = on_event
+        self.output = VoiceLoopOutput(self.out, Path(log_path) if log_path else None, on_event)
         self.traces: list[TurnTrace] = []
         self.interruptions: list[Interrupted] = []
-        self.errors: list[str] = []
+        self.errors = self.output.errors  # one line each, as shown
         self._utterances: asyncio.Queue[tuple] = asyncio.Queue()
         self._reply: _Reply | None = None  # set from utterance hand-off until playback is over
         self._deaf_until = 0.0
         self._speech_started_at: float | None = None
         self._turns = 0
-        self._line_open = False  # a reply line is being printed
         self._last_block_at = 0.0
         self._blocks_since_open = 0
 
@@ -308,7 +301,7 @@ class VoiceLoop:
         reply.trace.interrupted = True
         reply.trace.played_s = played_s
         self.interruptions.append(reply.interrupted)
-        self._emit(reply.interrupted)
+        self.output.emit(reply.interrupted)
 
     # ---- talking -----------------------------------------------------------------------
 
@@ -335,7 +328,7 @@ class VoiceLoop:
             speculation="discarded" if discarded else "off",
         )
         self.traces.append(trace)
-        self._end_line()
+        self.output.end_line()
         print(f"you: [speech, {trace.user_s:.1f} s]", file=self.out, flush=True)  # the turn, as it is taken
         reply = _Reply(trace)
         playback = self.audio.playback
@@ -359,13 +352,13 @@ class VoiceLoop:
                     text.append(event.text)
                 elif isinstance(event, TurnEnd):
                     trace.end_reason = event.reason
-                self._show(event)
+                self.output.show(event)
             if not reply.cancel.is_set():
                 playback.end_of_stream()
                 while playback.pending > 0 and not reply.cancel.is_set():
                     await asyncio.sleep(0.005)
         except StepvoiceError as e:  # the conversation survives a failed turn
-            self._error(str(e))
+            self.output.error(str(e))
         finally:  # also when the loop is stopped mid-reply (Ctrl-C): history keeps only what was heard
             self._reply = None
             trace.playback_start = playback.first_read_at
@@ -374,20 +367,19 @@ class VoiceLoop:
             if not trace.interrupted:
                 trace.played_s = playback.seconds(playback.played_since_mark)
             self._deaf_until = trace.done + self.config.echo_guard_ms / 1000
-            self._end_line()
+            self.output.end_line()
             if reply.interrupted is not None and hasattr(self.session, "truncate_last_reply"):
                 self.session.truncate_last_reply(reply.interrupted.played_s)
         if self.config.trace:
             print(trace.line(), file=self.out, flush=True)
-        self._log({"type": "turn", **trace.to_dict()})
+        self.output.log({"type": "turn", **trace.to_dict()})
 
     # ---- device loss -------------------------------------------------------------------
-
 
     async def _reopen(self, exc: DeviceLost, losses: int) -> None:
         if losses > self.config.reopen_attempts:
             raise AudioError(f"audio device lost and could not be reopened: {exc}")
-        self._error(f"{exc}; reopening the audio devices")
+        self.output.error(f"{exc}; reopening the audio devices")
         last: Exception = exc
         for _ in range(self.config.reopen_attempts):
             try:
@@ -405,53 +397,3 @@ class VoiceLoop:
             self._attach_echo()
             return
         raise AudioError(f"audio device lost and could not be reopened: {last}")
-
-    # ---- output ------------------------------------------------------------------------
-
-    def _show(self, event: Any) -> None:
-        if self.on_event is not None:
-            self.on_event(event)
-        if isinstance(event, TextDelta) and event.channel != "think":
-            if not self._line_open:
-                self.out.write("assistant: ")
-                self._line_open = True
-            self.out.write(event.text)
-            self.out.flush()
-        elif isinstance(event, ToolCall):
-            self._end_line()
-            print(f"[tool] {event.name}({json.dumps(event.arguments, ensure_ascii=False)})", file=self.out)
-        elif isinstance(event, ToolResult):
-            print(f"[tool] {event.name} -> {'ok' if event.ok else 'failed'}", file=self.out)
-        elif isinstance(event, VoiceChanged):
-            self._end_line()
-            print(f"[voice] {event.name}", file=self.out)
-        elif isinstance(event, TurnEnd) and event.error:
-            self._error(event.error)
-
-    def _emit(self, event: Any) -> None:
-        if self.on_event is not None:
-            self.on_event(event)
-        self._end_line()
-        if isinstance(event, Interrupted):
-            why = "" if event.reason == "barge-in" else f" ({event.reason})"
-            print(f"[interrupted after {event.played_s:.2f} s{why}]", file=self.out, flush=True)
-            self._log({"type": "interrupted", "played_s": event.played_s, "reason": event.reason})
-
-    def _end_line(self) -> None:
-        if self._line_open:
-            self.out.write("\n")
-            self.out.flush()
-            self._line_open = False
-
-    def _error(self, message: str) -> None:
-        self._end_line()
-        self.errors.append(message)
-        print(f"error: {message}", file=self.out, flush=True)
-        self._log({"type": "error", "message": message})
-
-    def _log(self, record: dict) -> None:
-        if self.log_path is None:
-            return
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
