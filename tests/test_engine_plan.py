@@ -37,6 +37,20 @@ def test_real_config_bf16_weights_match_the_checkpoint_and_int4_fits_8gb(capsys)
     assert isinstance(bf16["fits"], bool) and bf16["free_bytes"] > 0
 
 
+def test_int4_plan_for_a_cuda_gpu_stays_under_8gb_with_the_framework_reserve(monkeypatch):
+    from stepvoice.engine import plan as plan_module
+
+    monkeypatch.setattr(plan_module, "free_memory", lambda device: None)  # no GPU on the test machine
+    config = StepAudio2Config.from_file(REAL_CONFIG)
+    gpu = make_plan(config, torch.device("cuda"), torch.bfloat16, "int4")
+    cpu = make_plan(config, torch.device("cpu"), torch.bfloat16, "int4", token2wav_dtype="fp32")
+    assert gpu.parts["working"] - cpu.parts["working"] == plan_module.FRAMEWORK_RESERVE
+    # token2wav's flow in half precision on a GPU (bf16 or fp16), the HiFT vocoder in fp32
+    assert gpu.parts["token2wav"] == plan_module.FLOW_DEFAULT_BYTES // 2 + plan_module.HIFT_DEFAULT_BYTES
+    assert cpu.parts["token2wav"] == plan_module.FLOW_DEFAULT_BYTES + plan_module.HIFT_DEFAULT_BYTES
+    assert gpu.total_bytes < 8e9  # the int4 goal: under 8 GB on the GPU, attention int8 included
+
+
 def test_plan_refusal_names_the_lightest_scheme_that_fits(monkeypatch):
     config = StepAudio2Config.from_file(REAL_CONFIG)
     monkeypatch.setenv("STEPVOICE_MEMORY_LIMIT", "12GB")
