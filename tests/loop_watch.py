@@ -7,8 +7,11 @@ loaded 2-core machine a step doing 1 ms of work can wait 100 ms for the CPU or t
 GIL, and that is not the product's fault. Sleeping or blocking I/O uses no CPU, so
 a wall-time backstop (1 s) catches those. End-to-end lag under real load is
 measured separately (tests/test_server_loop_lag.py pings a running server).
-Every loop also runs in asyncio debug mode (thread-safety checks, never-awaited
-coroutines with their origin). Tasks of the tests' own coroutines are not judged:
+Time the loop thread spends in the garbage collector during a step is not counted:
+a full collection of the test process's heap (hundreds of tests' objects; 0.5 s and
+more late in a run) can start in any allocation, and `serve`/`chat` freeze their
+start-up heap for that reason (assistant.loop_ready). Every loop also runs in asyncio
+debug mode (thread-safety checks, never-awaited coroutines with their origin). Tasks of the tests' own coroutines are not judged:
 a test may do slow set-up inline.
 
 Loaded from conftest.py. `STEPVOICE_LOOP_WATCH=0` turns it off (e.g. to profile).
@@ -16,6 +19,7 @@ Loaded from conftest.py. `STEPVOICE_LOOP_WATCH=0` turns it off (e.g. to profile)
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import re
 import threading
@@ -52,16 +56,34 @@ class _Watch:
         self.lock = threading.Lock()
         self.seen: list[str] = []
         self._run = asyncio.events.Handle._run
+        self._gc = threading.local()  # per thread: CPU and wall seconds spent collecting, and the current start
+
+    def _gc_spent(self) -> tuple[float, float]:
+        return getattr(self._gc, "cpu", 0.0), getattr(self._gc, "wall", 0.0)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        g = self._gc
+        if phase == "start":
+            g.start = (time.thread_time(), time.perf_counter())
+        elif getattr(g, "start", None) is not None:
+            cpu0, wall0 = g.start
+            g.start = None
+            g.cpu = getattr(g, "cpu", 0.0) + time.thread_time() - cpu0
+            g.wall = getattr(g, "wall", 0.0) + time.perf_counter() - wall0
 
     def install(self) -> None:
         watch, run = self, self._run
+        gc.callbacks.append(self._on_gc)
 
         def timed_run(handle: asyncio.Handle) -> None:
             cpu0, wall0 = time.thread_time(), time.perf_counter()
+            gc_cpu0, gc_wall0 = watch._gc_spent()
             try:
                 run(handle)
             finally:
-                cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
+                gc_cpu, gc_wall = watch._gc_spent()
+                cpu = time.thread_time() - cpu0 - (gc_cpu - gc_cpu0)
+                wall = time.perf_counter() - wall0 - (gc_wall - gc_wall0)
                 if cpu >= BUSY_CPU_S or wall >= BLOCKED_WALL_S:
                     watch.judge(handle, cpu, wall)
 
