@@ -55,9 +55,9 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """softmax(q k^T / sqrt(D)) v for q (B, H, Tq, D), k/v (B, H, Tk, D).
 
     On the CPU in bf16/fp16, torch's flash kernel runs its small tiles at a fraction of the
-    GEMM rate: two batched matmuls and one softmax (which accumulates in fp32) are 1.5x faster
-    at 500 x 500 frames and 2-3x at a streaming chunk's 50 x 350 (bench/token2wav.py). The
-    scores are computed for as many query rows as SCORE_BUDGET allows at a time."""
+    GEMM rate: two batched matmuls and one softmax (which accumulates in fp32) measured 1.5x
+    faster at 500 x 500 frames and 2-3x at a streaming chunk's 50 x 350 on a 2-core AVX512-BF16
+    CPU. The scores are computed for as many query rows as SCORE_BUDGET allows at a time."""
     if not reduced_cpu(q):
         return F.scaled_dot_product_attention(q, k, v)
     q = q * q.shape[-1] ** -0.5  # scale the small side, not the scores
@@ -73,7 +73,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 def _fused_linear_gelu(x: torch.Tensor, linear: nn.Linear) -> torch.Tensor | None:
     """tanh-GELU(linear(x)) as one oneDNN matmul with the activation applied in fp32 before the
     output is rounded (torch.ops.mkldnn._linear_pointwise, what inductor emits on the CPU);
-    None where that op is missing. Half the time of the separate GELU pass in bf16."""
+    None where that op is missing. Saves most of the separate bf16 GELU pass (3.2 ms instead of
+    4.5 ms for linear + GELU at 1000 x 512 -> 2048 on 2 cores)."""
     op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
     if op is None or not torch.backends.mkldnn.is_available():
         return None
