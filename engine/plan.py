@@ -162,7 +162,7 @@ def make_plan(config: StepAudio2Config, device: torch.device, dtype: torch.dtype
               speech: bool = True, token2wav_dtype: torch.dtype | str | None = "auto") -> MemoryPlan:
     """The plan for running `config` on `device`; `speech=False` leaves token2wav out.
     `token2wav_dtype`: the flow's precision (auto: what token2wav picks on `device`)."""
-    from stepvoice.engine.token2wav.precision import choose_precision
+    from stepvoice.engine.token2wav.precision import choose_precision  # here: the package imports all of token2wav
 
     if quantize not in ("none",) + SCHEMES:
         raise CheckpointError(f"unknown quantization {quantize!r}; use none, {', '.join(SCHEMES)}")
