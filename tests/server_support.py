@@ -115,6 +115,17 @@ class LoopbackServer:
         self.thread.join(20)
 
 
+async def events_until(ws, etype: str, timeout: float = 30.0) -> list[dict]:
+    """The server's events up to and including the first of type `etype`; an `error` event fails."""
+    out = []
+    while True:
+        ev = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        assert ev["type"] != "error", ev
+        out.append(ev)
+        if ev["type"] == etype:
+            return out
+
+
 def pcm16_b64(samples: np.ndarray) -> str:
     return base64.b64encode((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()).decode()
 

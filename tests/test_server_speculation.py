@@ -14,7 +14,7 @@ from stepvoice.assistant.server.app import silero_endpointer
 from stepvoice.assistant.server.sessions import AssistantSessions
 from stepvoice.engine.events import TextDelta, TurnEnd, Usage
 from stepvoice.engine.messages import Audio
-from server_support import LoopbackServer, pcm16_b64
+from server_support import LoopbackServer, events_until, pcm16_b64
 from voice_loop_support import espeak
 
 
@@ -45,23 +45,15 @@ def test_server_vad_speculation_is_discarded_on_resume_and_committed_at_the_end(
 
     async def go():
         async with connect(server.ws_base + "/realtime", max_size=None) as ws:
-            async def until(kind):
-                out = []
-                while True:
-                    ev = json.loads(await asyncio.wait_for(ws.recv(), 30))
-                    assert ev["type"] != "error", ev
-                    out.append(ev)
-                    if ev["type"] == kind:
-                        return out
-            await until("session.created")
+            await events_until(ws, "session.created")
             await ws.send(json.dumps({"type": "session.update", "session": {
                 "type": "realtime", "output_modalities": ["text"],
                 "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}}}}))
-            await until("session.updated")
+            await events_until(ws, "session.updated")
             for i in range(0, len(audio), 2400):  # 100 ms appends, about real time
                 await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": pcm16_b64(audio[i:i + 2400])}))
                 await asyncio.sleep(0.1)
-            events = await until("response.done")
+            events = await events_until(ws, "response.done")
             await asyncio.sleep(0.3)
             return events
 

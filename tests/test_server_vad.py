@@ -11,7 +11,7 @@ import soxr
 from websockets.asyncio.client import connect
 
 from stepvoice.assistant.server.app import silero_endpointer
-from server_support import LoopbackServer, pcm16_b64, scripted_sessions
+from server_support import LoopbackServer, events_until, pcm16_b64, scripted_sessions
 
 
 def speech_24k(path) -> np.ndarray:
@@ -22,16 +22,6 @@ def speech_24k(path) -> np.ndarray:
 async def stream(ws, samples: np.ndarray) -> None:
     for i in range(0, len(samples), 2400):  # 100 ms appends, faster than real time
         await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": pcm16_b64(samples[i:i + 2400])}))
-
-
-async def events_until(ws, etype: str) -> list[dict]:
-    out = []
-    while True:
-        ev = json.loads(await asyncio.wait_for(ws.recv(), 20))
-        assert ev["type"] != "error", ev
-        out.append(ev)
-        if ev["type"] == etype:
-            return out
 
 
 def test_vad_turns_autorespond_and_barge_in(espeak_wav, fake_token2wav):
@@ -46,14 +36,14 @@ def test_vad_turns_autorespond_and_barge_in(espeak_wav, fake_token2wav):
     try:
         async def go():
             async with connect(server.ws_base + "/realtime", max_size=None) as ws:
-                await events_until(ws, "session.created")
+                await events_until(ws, "session.created", 20)
                 await ws.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
                     "turn_detection": {"type": "server_vad", "silence_duration_ms": 400, "prefix_padding_ms": 200}}}}}))
-                await events_until(ws, "session.updated")
+                await events_until(ws, "session.updated", 20)
 
                 # one utterance then silence: detected, committed and answered without response.create
                 await stream(ws, np.concatenate([silence[:12000], speech, silence]))
-                events = await events_until(ws, "response.done")
+                events = await events_until(ws, "response.done", 20)
                 kinds = [e["type"] for e in events]
                 assert kinds.index("input_audio_buffer.speech_started") < kinds.index("input_audio_buffer.speech_stopped") \
                     < kinds.index("input_audio_buffer.committed") < kinds.index("response.created")
@@ -71,14 +61,14 @@ def test_vad_turns_autorespond_and_barge_in(espeak_wav, fake_token2wav):
 
                 # the user speaks over a long reply: it is cancelled (turn_detected), and the new turn answered
                 await stream(ws, np.concatenate([speech, silence]))
-                await events_until(ws, "response.output_audio_transcript.delta")
+                await events_until(ws, "response.output_audio_transcript.delta", 20)
                 await stream(ws, np.concatenate([speech, silence]))
-                events = await events_until(ws, "response.done")
+                events = await events_until(ws, "response.done", 20)
                 assert events[-1]["response"]["status"] == "cancelled"
                 assert events[-1]["response"]["status_details"]["reason"] == "turn_detected"
                 words = "".join(e["delta"] for e in events if e["type"] == "response.output_audio_transcript.delta")
                 assert len(words.split()) < 300
-                events = await events_until(ws, "response.done")
+                events = await events_until(ws, "response.done", 20)
                 assert events[-1]["response"]["status"] == "completed"
                 assert "".join(e.get("delta", "") for e in events if e["type"] == "response.output_audio_transcript.delta") == "Okay."
         asyncio.run(go())
