@@ -80,22 +80,79 @@ def test_cpu_bf16_attention_equals_sdpa_also_when_split_by_query_rows(monkeypatc
 
 
 def test_cpu_bf16_mlp_runs_fc1_and_gelu_as_one_onednn_call(monkeypatch):
-    from stepvoice.engine.token2wav import dit
+    from stepvoice.engine.token2wav import cpu_gemm, dit
 
     torch.manual_seed(0)
     mlp = dit.MLP(64, 256).bfloat16()
     x = torch.randn(2, 30, 64).bfloat16()
     calls = []
-    real = dit._fused_linear_gelu
-    monkeypatch.setattr(dit, "_fused_linear_gelu", lambda *a: calls.append(1) or real(*a))
+    real = cpu_gemm.linear
+    monkeypatch.setattr(cpu_gemm, "linear", lambda *a, **k: calls.append(a[3:4] or k.get("activation")) or real(*a, **k))
     with torch.inference_mode():
         fused = mlp(x)
     plain = mlp.fc2(torch.nn.functional.gelu(mlp.fc1(x), approximate="tanh"))
-    assert calls and fused.shape == (2, 30, 64)
+    assert ("gelu",) in calls and fused.shape == (2, 30, 64)
     assert (fused.float() - plain.float()).abs().max() < 0.05  # where GELU rounds to bf16 differs
     calls.clear()
     mlp(x)  # recording gradients: the plain ops
     assert not calls
+
+
+def _small_dit(seed: int):
+    from stepvoice.engine.token2wav.config import DiTConfig
+    from stepvoice.engine.token2wav.dit import DiT
+
+    torch.manual_seed(seed)
+    return DiT(DiTConfig(depth=2, num_heads=2, head_dim=32, hidden_size=64)).bfloat16().eval()
+
+
+def _velocity(model, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x, mu, cond = (torch.randn(2, 80, 37, generator=g).bfloat16() for _ in range(3))
+    with torch.inference_mode():
+        return model(x, mu, torch.full((2,), 0.3).bfloat16(), torch.randn(2, 80, generator=g).bfloat16(), cond,
+                     use_cache=False)[0]
+
+
+def test_packed_estimator_weights_give_the_same_velocity_bit_for_bit(monkeypatch):
+    from stepvoice.engine.token2wav import cpu_gemm
+
+    plain, packed = _small_dit(0), _small_dit(0)
+    keys = set(packed.state_dict())
+    nbytes = packed.pack_weights()
+    # Per block: q/k/v (one GEMM), proj, fc1, fc2 and both convs (64 -> 3*64 inputs): 6 packs.
+    assert nbytes == 2 * 2 * (3 * 64 * 64 + 64 * 64 + 2 * 64 * 256 + 2 * 64 * 192)
+    assert set(packed.state_dict()) == keys  # packs are not checkpoint tensors
+    used = []
+    real = cpu_gemm.linear
+    monkeypatch.setattr(cpu_gemm, "linear", lambda x, w, *a, **k: used.append(isinstance(w, cpu_gemm.PackedWeight))
+                        or real(x, w, *a, **k))
+    a = _velocity(packed)
+    assert used.count(True) == 2 * 6, used  # every block GEMM ran on its packed weight
+    used.clear()
+    b = _velocity(plain)
+    assert not any(used)
+    assert torch.equal(a, b)
+
+
+def test_packed_weights_stand_aside_once_the_weights_change():
+    """A pack remembers its source tensors: after load_state_dict (or .float()) the model uses
+    the new weights, not a stale packed copy."""
+    model, other = _small_dit(0), _small_dit(1)
+    model.pack_weights()
+    before = _velocity(model)
+    model.load_state_dict(other.state_dict())
+    after = _velocity(model)
+    assert not torch.equal(before, after)
+    assert torch.equal(after, _velocity(other))
+    assert torch.equal(_velocity(model.float().bfloat16()), after)  # new tensors after a dtype round trip
+
+
+def test_only_bf16_cpu_weights_are_packed():
+    from stepvoice.engine.token2wav.config import DiTConfig
+    from stepvoice.engine.token2wav.dit import DiT
+
+    assert DiT(DiTConfig(depth=1, num_heads=2, head_dim=32, hidden_size=64)).pack_weights() == 0  # fp32
 
 
 def test_compiled_blocks_run_in_bf16(fake_token2wav):

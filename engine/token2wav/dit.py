@@ -27,9 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stepvoice.engine.token2wav import cpu_gemm
 from stepvoice.engine.token2wav.config import DiTConfig
+from stepvoice.engine.token2wav.cpu_gemm import PackedWeight
 
-KV = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, H, frames, D)
+# A cache's keys and values (B, H, frames, D), each in parts along frames (newest first): a trimmed cache is two
+# views of the old one, joined by the next chunk's concatenation, so trimming copies nothing.
+CachedKV = tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]
 SCORE_BUDGET = 8 * 2**20  # attention scores held at once by `attend` (elements): bounds memory on long utterances
 NORM_EPS = 1e-6  # the affine-free LayerNorms around each sub-block
 MAX_PERIOD = 10000.0  # timestep sinusoid
@@ -70,20 +74,6 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=2)
 
 
-def _fused_linear_gelu(x: torch.Tensor, linear: nn.Linear) -> torch.Tensor | None:
-    """tanh-GELU(linear(x)) as one oneDNN matmul with the activation applied in fp32 before the
-    output is rounded (torch.ops.mkldnn._linear_pointwise, what inductor emits on the CPU);
-    None where that op is missing. Saves most of the separate bf16 GELU pass (3.2 ms instead of
-    4.5 ms for linear + GELU at 1000 x 512 -> 2048 on 2 cores)."""
-    op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
-    if op is None or not torch.backends.mkldnn.is_available():
-        return None
-    try:
-        return op(x, linear.weight, linear.bias, "gelu", [], "tanh")
-    except (RuntimeError, NotImplementedError):
-        return None
-
-
 class TimestepEmbedder(nn.Module):
     def __init__(self, hidden: int, freq_dim: int, scale: float):
         super().__init__()
@@ -114,25 +104,42 @@ class Attention(nn.Module):
         self.q_norm = nn.LayerNorm(head_dim)
         self.k_norm = nn.LayerNorm(head_dim)
         self.proj = nn.Linear(inner, dim)
+        self.packs: dict[str, PackedWeight] = {}  # see `pack_weights`
+
+    def pack_weights(self) -> dict[str, PackedWeight]:
+        """q, k and v as one packed GEMM, and the output projection (cpu_gemm)."""
+        layers = (self.to_q, self.to_k, self.to_v)
+        packs = {"qkv": cpu_gemm.pack([m.weight for m in layers], [m.bias for m in layers]),
+                 "proj": cpu_gemm.pack([self.proj.weight], [self.proj.bias])}
+        self.packs = {name: p for name, p in packs.items() if p is not None}
+        return self.packs
+
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        qkv = cpu_gemm.run(self.packs.get("qkv"), x)
+        if qkv is not None:
+            return qkv.split(self.num_heads * self.head_dim, dim=-1)
+        return self.to_q(x), self.to_k(x), self.to_v(x)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
         return x.view(b, t, self.num_heads, -1)  # (B, T, H, D)
 
-    def forward(self, x: torch.Tensor, kv_cache: KV | None = None,
-                use_cache: bool = True) -> tuple[torch.Tensor, KV | None]:
-        """x (B, T, C); kv_cache: keys and values (B, H, cached, D) of earlier frames -> output
-        and the new cache (newest frames first). Without `use_cache` no cache is built."""
+    def forward(self, x: torch.Tensor, kv_cache: CachedKV | None = None,
+                use_cache: bool = True) -> tuple[torch.Tensor, CachedKV | None]:
+        """x (B, T, C); kv_cache: keys and values (B, H, cached, D) of earlier frames, in parts
+        -> output and the new cache (newest frames first). Without `use_cache` no cache is built."""
         b, t, _ = x.shape
-        # Per-head norms on the (B, T, H, D) layout (contiguous), then heads-first views for SDPA.
-        q = self.q_norm(self._heads(self.to_q(x))).transpose(1, 2)
-        k = self.k_norm(self._heads(self.to_k(x))).transpose(1, 2)
-        v = self._heads(self.to_v(x)).transpose(1, 2)
+        # Per-head norms on the (B, T, H, D) layout, then heads-first views for SDPA.
+        q, k, v = self._qkv(x)
+        q = self.q_norm(self._heads(q)).transpose(1, 2)
+        k = self.k_norm(self._heads(k)).transpose(1, 2)
+        v = self._heads(v).transpose(1, 2)
         if kv_cache is not None:
-            k = torch.cat([k, kv_cache[0]], dim=2)
-            v = torch.cat([v, kv_cache[1]], dim=2)
-        out = attend(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(b, t, -1)), ((k, v) if use_cache else None)
+            k = torch.cat([k, *kv_cache[0]], dim=2)
+            v = torch.cat([v, *kv_cache[1]], dim=2)
+        out = attend(q, k, v).transpose(1, 2).reshape(b, t, -1)
+        projected = cpu_gemm.run(self.packs.get("proj"), out)
+        return (self.proj(out) if projected is None else projected), (((k,), (v,)) if use_cache else None)
 
 
 class MLP(nn.Module):
@@ -140,14 +147,25 @@ class MLP(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
+        self.packs: dict[str, PackedWeight] = {}  # see `pack_weights`
+
+    def pack_weights(self) -> dict[str, PackedWeight]:
+        packs = {name: cpu_gemm.pack([m.weight], [m.bias]) for name, m in (("fc1", self.fc1), ("fc2", self.fc2))}
+        self.packs = {name: p for name, p in packs.items() if p is not None}
+        return self.packs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Not under torch.compile: inductor fuses the GELU itself and cannot lower this oneDNN call
-        # when the weights are graph inputs (shared blocks, see `DiT.compile_blocks`).
-        h = _fused_linear_gelu(x, self.fc1) if reduced_cpu(x) and not torch.compiler.is_compiling() else None
+        # fc1 + tanh-GELU as one oneDNN call on the CPU in bf16/fp16: 3.2 ms instead of 4.5 ms at
+        # 1000 x 512 -> 2048 on 2 cores, rounded once instead of twice. Not under torch.compile:
+        # inductor fuses the GELU itself and cannot lower this call when the weights are graph
+        # inputs (shared blocks, see `DiT.compile_blocks`).
+        h = cpu_gemm.run(self.packs.get("fc1"), x, "gelu", "tanh")
+        if h is None and reduced_cpu(x) and not torch.compiler.is_compiling():
+            h = cpu_gemm.linear(x, self.fc1.weight, self.fc1.bias, "gelu", "tanh")
         if h is None:
             h = F.gelu(self.fc1(x), approximate="tanh")
-        return self.fc2(h)
+        out = cpu_gemm.run(self.packs.get("fc2"), h)
+        return self.fc2(h) if out is None else out
 
 
 class CausalConvBlock(nn.Module):
@@ -164,25 +182,34 @@ class CausalConvBlock(nn.Module):
             nn.Identity(), nn.Conv1d(channels, channels, kernel_size), nn.Identity(),
             nn.LayerNorm(channels), nn.Mish(), nn.Identity(), nn.Conv1d(channels, channels, kernel_size),
         )
+        self.packs: dict[int, PackedWeight] = {}  # see `pack_weights`; keyed by index in `block`
 
-    def _conv(self, conv: nn.Conv1d, x: torch.Tensor, tail: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def pack_weights(self) -> dict[int, PackedWeight]:
+        packs = {i: cpu_gemm.pack([self.block[i].weight], [self.block[i].bias]) for i in (1, 6)}
+        self.packs = {i: p for i, p in packs.items() if p is not None}
+        return self.packs
+
+    def _conv(self, index: int, x: torch.Tensor, tail: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Causal conv over time on the (B, T, C) layout, as one GEMM over unfolded windows
         (no transposes). `tail`: the previous chunk's last inputs (B, K-1, C), zeros at the start."""
+        conv = self.block[index]
         b, t, c = x.shape
         if tail is None:
             tail = x.new_zeros(b, self.pad, c)
         padded = torch.cat([tail, x], dim=1)  # (B, T+K-1, C)
         windows = padded.unfold(1, self.pad + 1, 1).reshape(b * t, -1)  # (B*T, C*K), (c, k) order
-        out = torch.addmm(conv.bias, windows, conv.weight.view(conv.out_channels, -1).t())
+        out = cpu_gemm.run(self.packs.get(index), windows)
+        if out is None:
+            out = torch.addmm(conv.bias, windows, conv.weight.view(conv.out_channels, -1).t())
         return out.view(b, t, -1), padded[:, -self.pad:]
 
     def forward(self, x: torch.Tensor, tails: tuple[torch.Tensor, torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """x (B, T, C); tails: the last inputs of both convs from the previous chunk."""
         t1, t2 = tails if tails is not None else (None, None)
-        y, t1 = self._conv(self.block[1], x, t1)
+        y, t1 = self._conv(1, x, t1)
         y = F.mish(self.block[3](y), inplace=True)
-        y, t2 = self._conv(self.block[6], y, t2)
+        y, t2 = self._conv(6, y, t2)
         return y, (t1, t2)
 
 
@@ -203,13 +230,13 @@ class DiTBlock(nn.Module):
             return F.layer_norm(x, x.shape[-1:], (1 + scale).view(-1), shift.view(-1), NORM_EPS)
         return modulate(F.layer_norm(x, x.shape[-1:], eps=NORM_EPS), shift, scale)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, kv_cache: KV | None = None,
+    def forward(self, x: torch.Tensor, c: torch.Tensor, kv_cache: CachedKV | None = None,
                 conv_tails: tuple[torch.Tensor, torch.Tensor] | None = None, use_cache: bool = True):
         """x (B, T, C), c (B or 1, 1, C) -> x, new kv cache, new conv tails (x updated in place
         under no-grad / inference mode)."""
         return self.forward_modulated(x, self.adaLN_modulation(c).chunk(9, dim=-1), kv_cache, conv_tails, use_cache)
 
-    def forward_modulated(self, x: torch.Tensor, mods: tuple[torch.Tensor, ...], kv_cache: KV | None = None,
+    def forward_modulated(self, x: torch.Tensor, mods: tuple[torch.Tensor, ...], kv_cache: CachedKV | None = None,
                           conv_tails: tuple[torch.Tensor, torch.Tensor] | None = None, use_cache: bool = True):
         """`forward` with the 9 adaLN vectors already computed (they depend on t only: see
         `DiT.step_modulations`)."""
@@ -238,7 +265,7 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm_final(x), shift, scale))
 
 
-def run_block(block: DiTBlock, h: torch.Tensor, mods: tuple[torch.Tensor, ...], kv: KV | None,
+def run_block(block: DiTBlock, h: torch.Tensor, mods: tuple[torch.Tensor, ...], kv: CachedKV | None,
               tails: tuple[torch.Tensor, torch.Tensor] | None, use_cache: bool):
     """One block step (a free function so that one compiled graph serves every block)."""
     return block.forward_modulated(h, mods, kv, tails, use_cache)
@@ -248,17 +275,21 @@ def run_block(block: DiTBlock, h: torch.Tensor, mods: tuple[torch.Tensor, ...], 
 class DiTCache:
     """One estimator call's streaming state: per block keys/values and conv tails."""
 
-    kv: tuple[KV, ...]
+    kv: tuple[CachedKV, ...]
     conv: tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
     @property
     def frames(self) -> int:
-        return self.kv[0][0].shape[2]
+        return sum(part.shape[2] for part in self.kv[0][0])
 
     def keep(self, first: int, last: int) -> "DiTCache":
-        """Keep the first `first` and the last `last` cached frames (the reference's trim)."""
-        kv = tuple(tuple(torch.cat([x[:, :, :first], x[:, :, -last:]], dim=2) for x in pair) for pair in self.kv)
-        return DiTCache(kv, self.conv)
+        """Keep the first `first` and the last `last` cached frames (the reference's trim), as
+        two views: the next chunk's concatenation copies them once, as it copies any cache."""
+        def trim(parts: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+            whole = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+            return whole[:, :, :first], whole[:, :, -last:]
+
+        return DiTCache(tuple((trim(k), trim(v)) for k, v in self.kv), self.conv)
 
 
 class DiT(nn.Module):
@@ -277,6 +308,16 @@ class DiT(nn.Module):
         per cache layout (whole utterance, stream start, later chunks): compile time does not
         grow with the depth."""
         self.block_fn = torch.compile(run_block, dynamic=True)
+
+    def pack_weights(self) -> int:
+        """Pack every block's GEMM weights for oneDNN (bf16 on the CPU, see `cpu_gemm`): for
+        inference after the weights are loaded and placed. Returns the bytes the packed copies
+        take (0 where nothing could be packed)."""
+        packs = []
+        for block in self.blocks:
+            for part in (block.attn, block.mlp, block.conv):
+                packs += part.pack_weights().values()
+        return sum(p.nbytes for p in packs)
 
     # ---- the parts of a velocity evaluation that do not change across Euler steps
     def condition(self, mu: torch.Tensor, spks: torch.Tensor, cond: torch.Tensor) -> Conditioning:

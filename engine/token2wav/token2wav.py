@@ -116,6 +116,10 @@ class Token2Wav:
         flow = load_flow(path, device, precision.flow, seed)
         hift = load_hift(path, device)
         hift.set_decode_dtype(precision.vocoder)
+        if not compile:  # inductor packs its own weights
+            packed = flow.decoder.estimator.pack_weights()
+            if packed:
+                log.info("token2wav: estimator weights packed for oneDNN (%.0f MB)", packed / 1e6)
         t2w = cls(flow, hift, path, device, precision.flow, int(n_timesteps), seed, precision, first_chunk)
         if compile:
             t2w.compile()
