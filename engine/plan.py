@@ -147,14 +147,20 @@ def working_bytes(config: StepAudio2Config, dtype: torch.dtype, device: torch.de
     return prefill + encoder + logits + (FRAMEWORK_RESERVE if device.type != "cpu" else 0)
 
 
-def token2wav_bytes(folder: Path | None, flow_dtype: torch.dtype = torch.float32) -> int:
-    """flow.pt (stored in fp32) scaled to the flow's run-time dtype, plus hift.pt (always fp32)."""
+def token2wav_bytes(folder: Path | None, flow_dtype: torch.dtype = torch.float32, packed: bool = False) -> int:
+    """flow.pt (stored in fp32) scaled to the flow's run-time dtype, plus hift.pt (always fp32),
+    plus, with `packed` (bf16 on the CPU), the estimator's GEMM weights packed for oneDNN
+    (engine.token2wav.cpu_gemm; the official estimator's sizes)."""
+    from stepvoice.engine.token2wav.config import DiTConfig
+    from stepvoice.engine.token2wav.dit import packed_weight_count
+
     flow, hift = FLOW_DEFAULT_BYTES, HIFT_DEFAULT_BYTES
     if folder is not None and folder.is_dir():
         files = [folder / "flow.pt", folder / "hift.pt"]
         if all(f.is_file() for f in files):
             flow, hift = (f.stat().st_size for f in files)
-    return flow * _float_bytes(flow_dtype) // 4 + hift
+    extra = packed_weight_count(DiTConfig()) * _float_bytes(flow_dtype) if packed else 0
+    return flow * _float_bytes(flow_dtype) // 4 + hift + extra
 
 
 def make_plan(config: StepAudio2Config, device: torch.device, dtype: torch.dtype, quantize: str = "none", *,
@@ -166,7 +172,10 @@ def make_plan(config: StepAudio2Config, device: torch.device, dtype: torch.dtype
 
     if quantize not in ("none",) + SCHEMES:
         raise CheckpointError(f"unknown quantization {quantize!r}; use none, {', '.join(SCHEMES)}")
-    t2w = token2wav_bytes(token2wav, choose_precision(device, token2wav_dtype).flow) if speech else 0
+    from stepvoice.engine.token2wav.cpu_gemm import PACKABLE
+
+    flow_dtype = choose_precision(device, token2wav_dtype).flow
+    t2w = token2wav_bytes(token2wav, flow_dtype, device.type == "cpu" and flow_dtype in PACKABLE) if speech else 0
     fixed = {"token2wav": t2w, "kv_cache": kv_bytes(config, dtype, context_tokens),
              "working": working_bytes(config, dtype, device)}
     parts = {**part_bytes(config, dtype, quantize), **fixed}

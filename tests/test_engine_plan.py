@@ -48,6 +48,10 @@ def test_int4_plan_for_a_cuda_gpu_stays_under_8gb_with_the_framework_reserve(mon
     # token2wav's flow in half precision on a GPU (bf16 or fp16), the HiFT vocoder in fp32
     assert gpu.parts["token2wav"] == plan_module.FLOW_DEFAULT_BYTES // 2 + plan_module.HIFT_DEFAULT_BYTES
     assert cpu.parts["token2wav"] == plan_module.FLOW_DEFAULT_BYTES + plan_module.HIFT_DEFAULT_BYTES
+    # bf16 on the CPU: the flow in bf16 plus the estimator's weights packed for oneDNN (151 MB)
+    cpu_bf16 = make_plan(config, torch.device("cpu"), torch.bfloat16, "int4", token2wav_dtype="bf16")
+    assert (cpu_bf16.parts["token2wav"] - plan_module.FLOW_DEFAULT_BYTES // 2 - plan_module.HIFT_DEFAULT_BYTES
+            == 16 * 4_718_592 * 2)
     assert gpu.total_bytes < 8e9  # the int4 goal: under 8 GB on the GPU, attention int8 included
 
 

@@ -116,12 +116,14 @@ def _velocity(model, seed: int = 0):
 
 def test_packed_estimator_weights_give_the_same_velocity_bit_for_bit(monkeypatch):
     from stepvoice.engine.token2wav import cpu_gemm
+    from stepvoice.engine.token2wav.dit import packed_weight_count
 
     plain, packed = _small_dit(0), _small_dit(0)
     keys = set(packed.state_dict())
     nbytes = packed.pack_weights()
     # Per block: q/k/v (one GEMM), proj, fc1, fc2 and both convs (64 -> 3*64 inputs): 6 packs.
     assert nbytes == 2 * 2 * (3 * 64 * 64 + 64 * 64 + 2 * 64 * 256 + 2 * 64 * 192)
+    assert nbytes == 2 * packed_weight_count(packed.cfg)  # what the memory plan counts
     assert set(packed.state_dict()) == keys  # packs are not checkpoint tensors
     used = []
     real = cpu_gemm.linear

@@ -50,6 +50,12 @@ def _gated_add(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Te
     return x.addcmul_(y, gate)
 
 
+def packed_weight_count(cfg: DiTConfig) -> int:
+    """Elements of the weights `DiT.pack_weights` packs: per block q/k/v, proj, fc1, fc2, both convs."""
+    h, inner, hidden = cfg.hidden_size, cfg.num_heads * cfg.head_dim, int(cfg.hidden_size * cfg.mlp_ratio)
+    return cfg.depth * (4 * h * inner + 2 * h * hidden + 2 * h * h * cfg.conv_kernel_size)
+
+
 def reduced_cpu(x: torch.Tensor) -> bool:
     """bf16/fp16 on the CPU at inference: where the fast paths below apply (fp32 keeps the plain ops)."""
     return x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16) and not torch.is_grad_enabled()
