@@ -16,7 +16,10 @@ share t), gated residuals are added in place, the causal convs run as one GEMM
 over unfolded windows on the (B, T, C) layout, and a whole utterance builds no
 kv caches. In bf16/fp16 on the CPU two more (`reduced_cpu`): attention as two
 matmuls and a softmax instead of torch's flash kernel, and fc1 + tanh-GELU as
-one oneDNN call (see `attend`, `MLP.forward`).
+one oneDNN call (see `attend`, `MLP.forward`). In bf16 on the CPU the GEMM
+weights are packed once for oneDNN (`DiT.pack_weights`, engine.token2wav.cpu_gemm;
+q, k and v as one GEMM), and a trimmed streaming cache is held as views
+(`CachedKV`): both leave every output bit unchanged.
 """
 from __future__ import annotations
 
