@@ -385,6 +385,40 @@ def test_page_and_health_send_csp_and_frame_headers():
         server.close()
 
 
+def test_client_item_text_is_capped_per_item_and_per_session():
+    server = serve(ServerLimits(max_item_text_chars=1000, max_session_items=4, max_session_item_chars=2500))
+
+    def text_item(n: int) -> str:
+        return json.dumps({"type": "conversation.item.create",
+                           "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x" * n}]}})
+
+    async def go():
+        async with connect(server.ws_base + "/realtime") as ws:
+            await until(ws, "session.created")
+            ev, dt = await timed_error(ws, text_item(1001))
+            assert ev["error"]["code"] == "invalid_value" and "1,001 characters (at most 1,000)" in ev["error"]["message"]
+            assert dt < 0.1
+            for _ in range(2):  # 2 x 1000 characters: within both caps
+                await ws.send(text_item(1000))
+                await until(ws, "conversation.item.done")
+            ev, _ = await timed_error(ws, text_item(600))  # 2600 characters in all: over the session's 2500
+            assert ev["error"]["code"] == "conversation_full" and "open a new session" in ev["error"]["message"]
+            await ws.send(text_item(400))  # 2400: still taken
+            await until(ws, "conversation.item.done")
+            await ws.send(text_item(1))  # the 4th item
+            await until(ws, "conversation.item.done")
+            ev, _ = await timed_error(ws, text_item(1))  # a 5th: over max_session_items
+            assert ev["error"]["code"] == "conversation_full" and "4 items" in ev["error"]["message"]
+            await ws.send(json.dumps({"type": "response.create"}))  # the connection goes on
+            done = await until(ws, "response.done")
+            assert done["response"]["status"] == "completed"
+
+    try:
+        asyncio.run(go())
+    finally:
+        server.close()
+
+
 def test_kept_user_audio_is_bounded_per_session():
     from stepvoice.assistant.server.limits import bound_audio
     from stepvoice.engine.messages import Audio, Message, Text

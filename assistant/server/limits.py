@@ -11,6 +11,10 @@ one with a `ProtocolError` (a Realtime `error` event) at once:
   per 20 ms, not 600k), and audio committed without a response is capped;
 - conversation history is bounded: past `max_kept_audio_s` of user audio,
   the oldest audio turns keep only their transcript (as compaction does);
+- `conversation.item.create`: one item's text is refused past
+  `max_item_text_chars`, and a session takes at most `max_session_items`
+  items and `max_session_item_chars` characters of item text from its client
+  (the conversation keeps every item, so these bound its memory);
 - a `mcp_approval_response` item answers a tool `confirm` question that this
   guard asked with an `mcp_approval_request` item (OpenAI's own items for
   approving a server-side tool call).
@@ -53,10 +57,14 @@ class ServerLimits:
     max_connections_per_client: int = 32
     idle_timeout_s: float = 600.0  # no client event and no response in flight: closed
     output_token_margin: int = 1024  # max_output_tokens <= context - this (room for the prompt)
+    max_item_text_chars: int = 64_000  # one client item: its message text parts, or a tool output
+    max_session_items: int = 10_000  # items a session takes from its client (each costs ~1 KB kept)
+    max_session_item_chars: int = 4_000_000  # item text a session takes from its client, in all
 
     def __post_init__(self) -> None:
         for name in ("max_instructions_chars", "max_instructions_tokens", "max_tools_chars", "max_tools_tokens",
-                     "max_connections_per_client"):
+                     "max_connections_per_client", "max_item_text_chars", "max_session_items",
+                     "max_session_item_chars"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1")
         for name in ("max_pending_audio_s", "max_kept_audio_s", "idle_timeout_s"):
@@ -73,6 +81,8 @@ class ConnectionGuard:
         self._small: list[np.ndarray] = []  # appends shorter than coalesce_ms, not handed on yet
         self._small_samples = 0
         self._pending_audio_s = 0.0  # committed audio since the last response
+        self._items = 0  # items taken from the client, and their text (characters): never credited back
+        self._item_chars = 0
         self._approvals: dict[str, asyncio.Future] = {}
         self._next_bound = 0.0
         self._max_output = _context_tokens(conn) - self.limits.output_token_margin
@@ -212,13 +222,28 @@ class ConnectionGuard:
         if item.get("type") == "mcp_approval_response":
             await self._answer(item)
             return None
+        chars = _item_text_chars(item)
+        self._check_item_text(chars)
         content = item.get("content")
         if isinstance(content, list):
             seconds = sum(len(p.get("audio", "")) * 3 / 4 / 2 / PCM_RATE for p in content
                           if isinstance(p, dict) and isinstance(p.get("audio"), str))
             if seconds:
                 self._check_commit(seconds)
+        self._items += 1
+        self._item_chars += chars
         return event
+
+    def _check_item_text(self, chars: int) -> None:
+        lim = self.limits
+        if chars > lim.max_item_text_chars:
+            raise ProtocolError(f"item text too long: {chars:,} characters (at most {lim.max_item_text_chars:,})",
+                                "invalid_value", "item.content")
+        if self._items >= lim.max_session_items or self._item_chars + chars > lim.max_session_item_chars:
+            raise ProtocolError(f"this session has taken {self._items:,} items ({self._item_chars:,} characters of "
+                                f"text) from its client, the most one session takes "
+                                f"({lim.max_session_items:,} items, {lim.max_session_item_chars:,} characters): "
+                                "open a new session", "conversation_full", "item")
 
     # ---- tool confirmation ------------------------------------------------------------
 
@@ -355,6 +380,16 @@ def _json_upto(items: list, max_chars: int) -> str:
         if size > max_chars:
             break
     return "[" + ", ".join(parts) + "]"
+
+
+def _item_text_chars(item: dict) -> int:
+    """Characters of text a client item brings: its content parts' text and transcripts, a tool
+    call's output or arguments (what the conversation and history keep)."""
+    texts = [item.get(key) for key in ("output", "arguments")]
+    content = item.get("content")
+    if isinstance(content, list):
+        texts += [p.get(key) for p in content if isinstance(p, dict) for key in ("text", "transcript")]
+    return sum(len(t) for t in texts if isinstance(t, str))
 
 
 def _pcm(b64: str) -> np.ndarray | None:
