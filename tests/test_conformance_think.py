@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import torch
 
 from stepvoice.assistant.history import ReplyRecord
 from stepvoice.engine.backends.local import LocalBackend
@@ -25,7 +26,7 @@ from stepvoice.engine.messages import Message
 from stepvoice.engine.options import GenerationOptions
 from stepvoice.engine.prompt import build_prompt
 from stepvoice.engine.tokenizer import load_tokenizer, write_fake_tokenizer
-from scripted_logits import ScriptedLogits
+from scripted_logits import ScriptedLogits, ScriptedOverModel
 
 HELLO = [Message.text("system", "You are a helpful assistant."), Message.text("human", "hello there")]
 THINK = GenerationOptions(max_new_tokens=60, temperature=0, reply="think")
@@ -116,6 +117,37 @@ def test_think_end_to_end(model, tok):
     assert nxt[start:start + len(official_history)] == official_history
     assert end.usage.completion_tokens == n1 + len(phase2) + 1
     assert end.usage.prompt_tokens == len(fake.calls[0]) + len(second)
+
+
+def test_think_second_phase_reuses_the_first_phase_cache(model, tok):
+    """With a session's prefix cache, phase 2 runs only the ids after what phase 1 left in the KV
+    cache (prompt + thought, without the id that ended it), and the model sees the same logits as
+    when phase 2 is prefilled from scratch."""
+    thought = "The user says hello.\nGreet back briefly."
+    phase1 = tok.encode(thought) + tok.encode("</think>")
+    script = phase1 + spoken_answer(tok, "Hi!", [11, 12, 13, 14]) + [tok.eot_id]
+    reused, fresh = ScriptedOverModel(model, script), ScriptedOverModel(model, script)
+    backend = LocalBackend(reused, tok)
+
+    async def go():
+        return [e async for e in backend.generate(HELLO, THINK, prefix=backend.new_prefix_cache())]
+
+    end = asyncio.run(go())[-1]
+    run(LocalBackend(fresh, tok), HELLO, THINK)
+    n1 = len(phase1)
+    first, second = fresh.calls[0], fresh.calls[n1]  # each phase's whole prompt, prefilled
+    held = first + phase1[:-1]  # what phase 1 ran through the model
+    shared = 0
+    while shared < min(len(held), len(second)) and held[shared] == second[shared]:
+        shared += 1
+    cached = min(shared, len(second) - 1)
+    assert cached > len(first)  # the prompt and part of the thought
+    assert end.usage.cached_tokens == cached
+    assert reused.calls[:n1] == fresh.calls[:n1]
+    assert reused.calls[n1] == second[cached:]  # only the new ids run
+    for a, b in zip(reused.real[n1:], fresh.real[n1:]):
+        assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+    assert [len(c) for c in reused.calls[n1 + 1:]] == [1] * (len(reused.calls) - n1 - 1)
 
 
 class PieceTokenizer:
