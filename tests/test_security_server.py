@@ -77,6 +77,20 @@ async def timed_error(ws, frame: str) -> tuple[dict, float]:
     return ev, time.perf_counter() - t0
 
 
+def drive(server, go) -> None:
+    """Run the client coroutine function `go` against `server`, then close the server whatever happened."""
+    try:
+        asyncio.run(go())
+    finally:
+        server.close()
+
+
+async def a_response_completes(ws) -> None:
+    await ws.send(json.dumps({"type": "response.create"}))
+    done = await until(ws, "response.done")
+    assert done["response"]["status"] == "completed"
+
+
 def update(**session) -> str:
     return json.dumps({"type": "session.update", "session": {"type": "realtime", **session}})
 
@@ -174,14 +188,9 @@ def test_pending_committed_audio_is_capped(tokenizer):
             assert ev["error"]["code"] == "audio_too_large" and dt < 0.1
             # after a response the budget is free again: a normal turn works
             await ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
-            await ws.send(json.dumps({"type": "response.create"}))
-            done = await until(ws, "response.done")
-            assert done["response"]["status"] == "completed"
+            await a_response_completes(ws)
 
-    try:
-        asyncio.run(go())
-    finally:
-        server.close()
+    drive(server, go)
 
 
 def test_tiny_appends_are_coalesced():
@@ -409,14 +418,9 @@ def test_client_item_text_is_capped_per_item_and_per_session():
             await until(ws, "conversation.item.done")
             ev, _ = await timed_error(ws, text_item(1))  # a 5th: over max_session_items
             assert ev["error"]["code"] == "conversation_full" and "4 items" in ev["error"]["message"]
-            await ws.send(json.dumps({"type": "response.create"}))  # the connection goes on
-            done = await until(ws, "response.done")
-            assert done["response"]["status"] == "completed"
+            await a_response_completes(ws)  # the connection goes on
 
-    try:
-        asyncio.run(go())
-    finally:
-        server.close()
+    drive(server, go)
 
 
 def test_kept_user_audio_is_bounded_per_session():
