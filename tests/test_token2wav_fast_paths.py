@@ -155,6 +155,10 @@ def test_only_bf16_cpu_weights_are_packed():
     from stepvoice.engine.token2wav.dit import DiT
 
     assert DiT(DiTConfig(depth=1, num_heads=2, head_dim=32, hidden_size=64)).pack_weights() == 0  # fp32
+    model = _small_dit(0)
+    assert model.pack_weights() > 0
+    model.compile_blocks()  # compiled blocks never use the packs: they are let go
+    assert not any(b.attn.packs or b.mlp.packs or b.conv.packs for b in model.blocks)
 
 
 def test_compiled_blocks_run_in_bf16(fake_token2wav):

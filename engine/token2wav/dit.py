@@ -317,6 +317,8 @@ class DiT(nn.Module):
         per cache layout (whole utterance, stream start, later chunks): compile time does not
         grow with the depth."""
         self.block_fn = torch.compile(run_block, dynamic=True)
+        for block in self.blocks:  # inductor packs weights itself: the oneDNN copies would only take memory
+            block.attn.packs, block.mlp.packs, block.conv.packs = {}, {}, {}
 
     def pack_weights(self) -> int:
         """Pack every block's GEMM weights for oneDNN (bf16 on the CPU, see `cpu_gemm`): for
