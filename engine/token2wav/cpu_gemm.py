@@ -70,6 +70,12 @@ def pack(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor]) -> Pac
     return PackedWeight(packed, bias, sources, tuple(map(_stamp, sources)))
 
 
+def pack_each(layers: dict) -> dict:
+    """{key: (weights, biases)} -> {key: PackedWeight}: `pack` for each, leaving out what oneDNN cannot pack."""
+    packs = {key: pack(weights, biases) for key, (weights, biases) in layers.items()}
+    return {key: p for key, p in packs.items() if p is not None}
+
+
 def linear(x: torch.Tensor, weight: PackedWeight | torch.Tensor, bias: torch.Tensor | None = None,
            activation: str = "none", algorithm: str = "") -> torch.Tensor | None:
     """activation(x W^T + b) in one oneDNN call, the activation applied in fp32 before rounding

@@ -118,9 +118,8 @@ class Attention(nn.Module):
     def pack_weights(self) -> dict[str, PackedWeight]:
         """q, k and v as one packed GEMM, and the output projection (cpu_gemm)."""
         layers = (self.to_q, self.to_k, self.to_v)
-        packs = {"qkv": cpu_gemm.pack([m.weight for m in layers], [m.bias for m in layers]),
-                 "proj": cpu_gemm.pack([self.proj.weight], [self.proj.bias])}
-        self.packs = {name: p for name, p in packs.items() if p is not None}
+        self.packs = cpu_gemm.pack_each({"qkv": ([m.weight for m in layers], [m.bias for m in layers]),
+                                         "proj": ([self.proj.weight], [self.proj.bias])})
         return self.packs
 
     def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -159,8 +158,8 @@ class MLP(nn.Module):
         self.packs: dict[str, PackedWeight] = {}  # see `pack_weights`
 
     def pack_weights(self) -> dict[str, PackedWeight]:
-        packs = {name: cpu_gemm.pack([m.weight], [m.bias]) for name, m in (("fc1", self.fc1), ("fc2", self.fc2))}
-        self.packs = {name: p for name, p in packs.items() if p is not None}
+        self.packs = cpu_gemm.pack_each({name: ([m.weight], [m.bias]) for name, m in (("fc1", self.fc1),
+                                                                                     ("fc2", self.fc2))})
         return self.packs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -194,8 +193,7 @@ class CausalConvBlock(nn.Module):
         self.packs: dict[int, PackedWeight] = {}  # see `pack_weights`; keyed by index in `block`
 
     def pack_weights(self) -> dict[int, PackedWeight]:
-        packs = {i: cpu_gemm.pack([self.block[i].weight], [self.block[i].bias]) for i in (1, 6)}
-        self.packs = {i: p for i, p in packs.items() if p is not None}
+        self.packs = cpu_gemm.pack_each({i: ([self.block[i].weight], [self.block[i].bias]) for i in (1, 6)})
         return self.packs
 
     def _conv(self, index: int, x: torch.Tensor, tail: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
