@@ -16,7 +16,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from stepvoice.assistant.server.app import ServerConfig
-from stepvoice.assistant.server.limits import IDLE_CLOSE_CODE, ServerLimits
+from stepvoice.assistant.server.connection_limits import IDLE_CLOSE_CODE
+from stepvoice.assistant.server.limits import ServerLimits
 from server_support import LoopbackServer, pcm16_b64, scripted_sessions
 
 

@@ -24,7 +24,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from stepvoice.assistant.server.auth import SUBPROTOCOL_PREFIX, authorized, check_bind, subprotocols_of
-from stepvoice.assistant.server.limits import ClientSlots, ServerLimits, client_address, idle_messages
+from stepvoice.assistant.server.connection_limits import ClientSlots, client_address, idle_messages
+from stepvoice.assistant.server.limits import ServerLimits
 from stepvoice.assistant.server.origin import OriginPolicy
 from stepvoice.assistant.server.realtime import Limits, RealtimeConnection, SessionFactory, TurnDetection
 

@@ -19,8 +19,8 @@ one with a `ProtocolError` (a Realtime `error` event) at once:
   guard asked with an `mcp_approval_request` item (OpenAI's own items for
   approving a server-side tool call).
 
-`ClientSlots` caps connections per client address; `idle_messages` closes a
-connection that sends nothing (and waits for no response) for `idle_timeout_s`.
+Limits at the socket (connections per client address, idle close) are in
+connection_limits.py.
 """
 from __future__ import annotations
 
@@ -29,18 +29,14 @@ import base64
 import json
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 import numpy as np
 
 from stepvoice.assistant.server.protocol import PCM_RATE, ProtocolError, new_id, server_event
 
 log = logging.getLogger(__name__)
-
-IDLE_CLOSE_CODE = 4408  # application close code: idle for too long (4000-4999 are the application's)
-IDLE_TEXT = "idle timeout"
 
 
 @dataclass
@@ -319,58 +315,6 @@ def bound_audio(messages: list, max_audio_s: float, newest_first_from: int = 0) 
     return replaced
 
 
-class ClientSlots:
-    """Live connections per client address; one client cannot take every slot of the server."""
-
-    def __init__(self, per_client: int) -> None:
-        self.per_client = per_client
-        self._count: Counter[str] = Counter()
-
-    def full(self, address: str) -> bool:
-        return self._count[address] >= self.per_client
-
-    def take(self, address: str) -> bool:
-        if self.full(address):
-            return False
-        self._count[address] += 1
-        return True
-
-    def give_back(self, address: str) -> None:
-        self._count[address] -= 1
-        if self._count[address] <= 0:
-            del self._count[address]
-
-
-def client_address(connection: Any) -> str:
-    remote = getattr(connection, "remote_address", None)
-    return str(remote[0]) if remote else "?"
-
-
-async def idle_messages(ws: Any, conn: Any, idle_timeout_s: float) -> AsyncIterator[Any]:
-    """The client's frames; after `idle_timeout_s` with no frame and no response in flight, the client
-    gets an `error` event (code idle_timeout) and the connection closes with code 4408."""
-    from websockets.exceptions import ConnectionClosed
-
-    while True:
-        try:
-            message = await asyncio.wait_for(ws.recv(), idle_timeout_s)
-        except asyncio.TimeoutError:
-            if getattr(conn, "responding", False):
-                continue
-            err = ProtocolError(f"no client event for {idle_timeout_s:g} s: closing the connection", "idle_timeout")
-            from stepvoice.assistant.server.protocol import error_event
-
-            try:
-                await conn.send(error_event(err))
-                await ws.close(IDLE_CLOSE_CODE, IDLE_TEXT)
-            except ConnectionClosed:
-                pass
-            return
-        except ConnectionClosed:
-            return
-        yield message
-
-
 def _json_upto(items: list, max_chars: int) -> str:
     """JSON of `items`, stopping (one item past) once it is longer than `max_chars`: enough to refuse it."""
     parts, size = [], 0
@@ -419,5 +363,4 @@ def _context_tokens(conn: Any) -> int:
     return int(getattr(context, "max_context_tokens", 16384))
 
 
-__all__ = ["ServerLimits", "ConnectionGuard", "ClientSlots", "bound_audio", "client_address", "idle_messages",
-           "IDLE_CLOSE_CODE"]
+__all__ = ["ServerLimits", "ConnectionGuard", "bound_audio"]
