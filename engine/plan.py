@@ -168,14 +168,14 @@ def make_plan(config: StepAudio2Config, device: torch.device, dtype: torch.dtype
               speech: bool = True, token2wav_dtype: torch.dtype | str | None = "auto") -> MemoryPlan:
     """The plan for running `config` on `device`; `speech=False` leaves token2wav out.
     `token2wav_dtype`: the flow's precision (auto: what token2wav picks on `device`)."""
-    from stepvoice.engine.token2wav.precision import choose_precision  # here: the package imports all of token2wav
+    # here: the token2wav package imports all of token2wav
+    from stepvoice.engine.token2wav.cpu_gemm import packs_weights
+    from stepvoice.engine.token2wav.precision import choose_precision
 
     if quantize not in ("none",) + SCHEMES:
         raise CheckpointError(f"unknown quantization {quantize!r}; use none, {', '.join(SCHEMES)}")
-    from stepvoice.engine.token2wav.cpu_gemm import PACKABLE
-
     flow_dtype = choose_precision(device, token2wav_dtype).flow
-    t2w = token2wav_bytes(token2wav, flow_dtype, device.type == "cpu" and flow_dtype in PACKABLE) if speech else 0
+    t2w = token2wav_bytes(token2wav, flow_dtype, packs_weights(device, flow_dtype)) if speech else 0
     fixed = {"token2wav": t2w, "kv_cache": kv_bytes(config, dtype, context_tokens),
              "working": working_bytes(config, dtype, device)}
     parts = {**part_bytes(config, dtype, quantize), **fixed}

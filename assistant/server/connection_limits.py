@@ -9,7 +9,7 @@ import asyncio
 from collections import Counter
 from typing import Any, AsyncIterator
 
-from stepvoice.assistant.server.protocol import ProtocolError
+from stepvoice.assistant.server.protocol import ProtocolError, error_event
 
 IDLE_CLOSE_CODE = 4408  # application close code: idle for too long (4000-4999 are the application's)
 IDLE_TEXT = "idle timeout"
@@ -54,8 +54,6 @@ async def idle_messages(ws: Any, conn: Any, idle_timeout_s: float) -> AsyncItera
             if getattr(conn, "responding", False):
                 continue
             err = ProtocolError(f"no client event for {idle_timeout_s:g} s: closing the connection", "idle_timeout")
-            from stepvoice.assistant.server.protocol import error_event
-
             try:
                 await conn.send(error_event(err))
                 await ws.close(IDLE_CLOSE_CODE, IDLE_TEXT)

@@ -14,6 +14,7 @@ falls back to the plain weights.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -49,15 +50,20 @@ class PackedWeight:
         return self.packed.shape[0] * self.packed.shape[1] * self.packed.element_size()
 
 
+@functools.cache  # asked before every GEMM of the hot path; the answer cannot change in a process
 def onednn_linear_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def packs_weights(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether weights of `dtype` on `device` get packed (what `pack` does and the memory plan counts)."""
+    return device.type == "cpu" and dtype in PACKABLE and onednn_linear_available()
 
 
 def pack(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor]) -> PackedWeight | None:
     """The weights (output rows concatenated when several; conv weights (out, in, k) flattened
     to (out, in*k)) and biases packed for `linear`; None where oneDNN cannot."""
-    first = weights[0]
-    if first.dtype not in PACKABLE or first.device.type != "cpu" or not onednn_linear_available():
+    if not packs_weights(weights[0].device, weights[0].dtype):
         return None
     with torch.no_grad():
         plain = torch.cat([w.detach().reshape(w.shape[0], -1) for w in weights])

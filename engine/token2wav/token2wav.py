@@ -8,8 +8,10 @@
 Runs on any torch device. `dtype="auto"` (the default) picks the flow's
 precision per device (bf16 on CPUs with native bf16 matmuls, fp32 on other
 CPUs, bf16/fp16 on GPUs: `engine.token2wav.precision`); the vocoder's conv
-stack follows in bf16 on those CPUs, its source and iSTFT stay fp32; `precision.reason` says why, and the choice is logged.
-On a bf16 CPU the estimator's weights are also packed for oneDNN at load (0.15 GB). Outputs are reproducible: the flow's noise comes from
+stack follows in bf16 on those CPUs, its source and iSTFT stay fp32;
+`precision.reason` says why, and the choice is logged. On a bf16 CPU the
+estimator's weights are also packed for oneDNN at load (0.15 GB, cpu_gemm).
+Outputs are reproducible: the flow's noise comes from
 `seed`, and each synthesis / stream draws the vocoder's random phases from
 its own generator seeded with `seed`. A stream's start (the prompt run
 through encoder and estimator) depends only on the voice, so it is computed
